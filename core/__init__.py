@@ -1,0 +1,1 @@
+"""Shared engine: configs, checkpoints, distributed helpers and the training loop."""

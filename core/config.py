@@ -1,0 +1,179 @@
+"""YAML configs: a schema (base.yaml + the method's defaults), experiment files on top, dotted CLI overrides.
+
+Resolution order, later wins:
+  1. ``configs/base.yaml``                 common keys (run, data, train, eval)
+  2. ``configs/methods/<method>.yaml``     the method's ``model:`` keys and its own defaults
+  3. the experiment file(s)                may only set keys that 1+2 define (``_base_`` chains allowed)
+  4. ``a.b.c=value`` overrides             same rule; values parsed with ``yaml.safe_load``
+
+An unknown key anywhere in 3 or 4 is an error that names the closest valid key.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+class Config(dict):
+    """A dict with attribute access for nested keys (``cfg.train.steps``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+    def __deepcopy__(self, memo):
+        return Config({k: copy.deepcopy(v, memo) for k, v in self.items()})
+
+    def to_dict(self) -> dict:
+        return {k: v.to_dict() if isinstance(v, Config) else v for k, v in self.items()}
+
+
+def _to_config(d):
+    if isinstance(d, dict):
+        return Config({k: _to_config(v) for k, v in d.items()})
+    return d
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _flat_keys(d: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        keys.append(prefix + k)
+        if isinstance(v, dict):
+            keys += _flat_keys(v, prefix + k + ".")
+    return keys
+
+
+def _unknown_key(key: str, schema: dict, origin: str) -> ConfigError:
+    valid = _flat_keys(schema)
+    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if not near:  # try the last component alone, e.g. 'train.stpes' -> 'train.steps'
+        leaf = key.rsplit(".", 1)[-1]
+        near = [k for k in valid if difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1]], cutoff=0.75)][:1]
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return ConfigError(f"unknown config key {key!r} (from {origin}){hint}")
+
+
+def merge_strict(schema: dict, update: dict, origin: str, prefix: str = "", root: dict | None = None) -> None:
+    """Merge ``update`` into ``schema`` in place; every key must already exist in ``schema``."""
+    root = schema if root is None else root
+    for k, v in update.items():
+        full = prefix + k
+        if k not in schema:
+            raise _unknown_key(full, root, origin)
+        if isinstance(schema[k], dict):
+            if v is None:
+                continue
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key {full!r} (from {origin}) is a section; give its sub-keys, not {v!r}")
+            merge_strict(schema[k], v, origin, full + ".", root)
+        else:
+            schema[k] = copy.deepcopy(v)
+
+
+def merge_open(base: dict, update: dict) -> None:
+    """Merge ``update`` into ``base`` in place, adding new keys (used for schema files only)."""
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge_open(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+
+
+def parse_override(text: str) -> dict:
+    """``'train.steps=100'`` -> ``{'train': {'steps': 100}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key part")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = parsed
+    return out
+
+
+def _experiment_chain(path: Path, seen=()) -> list[tuple[Path, dict]]:
+    """The experiment file and its ``_base_`` ancestors, oldest first."""
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"_base_ cycle through {path}")
+    data = _read_yaml(path)
+    bases = data.pop("_base_", None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    chain = []
+    for b in bases:
+        chain += _experiment_chain((path.parent / b), seen + (path,))
+    return chain + [(path, data)]
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
+    """Resolve a config from an experiment file (or a saved resolved config ``base``) plus overrides."""
+    layers: list[tuple[str, dict]] = []
+    if path is not None:
+        layers += [(str(p), d) for p, d in _experiment_chain(Path(path))]
+    layers += [(f"override {o!r}", parse_override(o)) for o in overrides]
+
+    if base is not None:
+        schema = copy.deepcopy(base)
+    else:
+        schema = _read_yaml(CONFIG_DIR / "base.yaml")
+        method = schema.get("method")
+        for _, d in layers:
+            method = d.get("method", method)
+        from models import METHODS  # late import: configs stay importable without torch
+
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+        merge_open(schema, _read_yaml(CONFIG_DIR / "methods" / f"{method}.yaml"))
+        schema["method"] = method
+    for origin, d in layers:
+        if base is not None and "method" in d and d["method"] != schema["method"]:
+            raise ConfigError(f"{origin}: cannot change method of a saved run ({schema['method']} -> {d['method']})")
+        merge_strict(schema, d, origin)
+    return _to_config(schema)
+
+
+def dump_config(cfg: dict, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        yaml.safe_dump(cfg.to_dict() if isinstance(cfg, Config) else cfg, f, sort_keys=False)
+    os.replace(tmp, path)

@@ -1,0 +1,85 @@
+"""Image domains on disk: ``root/{trainA,trainB,testA,testB}`` as image folders or as ``.txt`` path lists.
+
+The ``.txt`` lists are what ``preprocess.py`` writes for CelebA attribute splits (one image path per line).
+Transform: optional centre crop to ``crop`` px, resize to ``size`` px (bicubic on the short side, then a
+centre square), values in [-1, 1]; flips are chosen by the sampler, not here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder or list that does not have the expected layout."""
+
+
+def list_domain(root: str | Path, name: str) -> list[Path]:
+    """Image paths of domain ``name`` (e.g. ``trainA``): folder ``root/name/`` or list ``root/name.txt``."""
+    root = Path(root)
+    folder, listing = root / name, root / f"{name}.txt"
+    if folder.is_dir():
+        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        where = folder
+    elif listing.is_file():
+        lines = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
+        paths = [p if p.is_absolute() else (root / p if not p.exists() else p) for p in map(Path, lines)]
+        where = listing
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise DatasetLayoutError(f"{listing}: {len(missing)} listed images do not exist, e.g. {missing[0]}")
+    else:
+        raise DatasetLayoutError(
+            f"{root} has neither a folder {name}/ nor a list {name}.txt; expected the layout "
+            "root/{trainA,trainB,testA,testB} (folders of images or .txt lists from preprocess.py)")
+    if not paths:
+        raise DatasetLayoutError(f"domain {name} is empty ({where})")
+    return paths
+
+
+def load_image(path: Path, size: int, crop: int | None) -> np.ndarray:
+    """Decode, centre-crop, resize: uint8 (size, size, 3). Corrupt files raise an error naming the file."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if crop:
+                w, h = im.size
+                c = min(crop, w, h)
+                left, top = (w - c) // 2, (h - c) // 2
+                im = im.crop((left, top, left + c, top + c))
+            w, h = im.size
+            s = size / min(w, h)
+            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DatasetLayoutError(f"cannot read image {path}: {e}") from None
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 HWC -> float CHW in [-1, 1]."""
+    return torch.as_tensor(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+class ImageDomain(torch.utils.data.Dataset):
+    """One domain of images; items are ``{"image", "index"}``; index may be ``(i, flip)``."""
+
+    def __init__(self, paths: list[Path], size: int, crop: int | None = None):
+        self.paths, self.size, self.crop = list(paths), size, crop
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, item):
+        i, flip = item if isinstance(item, tuple) else (item, False)
+        img = load_image(self.paths[i], self.size, self.crop)
+        if flip:
+            img = img[:, ::-1]
+        return {"image": to_tensor(img), "index": torch.tensor(i)}

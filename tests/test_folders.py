@@ -1,0 +1,59 @@
+"""Custom trainA/trainB/testA/testB domains: folders or .txt lists, crop/resize, clear layout errors."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.config import load_config
+from data import build_domains
+from data.folders import DatasetLayoutError, ImageDomain, list_domain
+
+
+def make_image(path, w=178, h=218, value=None):
+    rng = np.random.default_rng(len(str(path)))
+    arr = rng.integers(0, 255, (h, w, 3), dtype=np.uint8) if value is None else np.full((h, w, 3), value, np.uint8)
+    Image.fromarray(arr).save(path)
+    return arr
+
+
+def test_folders_and_lists(tmp_path):
+    for dom in ("trainA", "trainB", "testA", "testB"):
+        (tmp_path / dom).mkdir()
+        for i in range(3):
+            make_image(tmp_path / dom / f"{i:06d}.jpg")
+    cfg = load_config("configs/celeba_glasses.yaml", [f"data.root={tmp_path}", "data.size=64"])
+    doms = build_domains(cfg.data, "train")
+    item = doms["a"][0]
+    assert item["image"].shape == (3, 64, 64) and -1 <= item["image"].min() and item["image"].max() <= 1
+    flipped = doms["a"][(0, True)]["image"]
+    assert torch.equal(flipped, item["image"].flip(-1))
+
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "trainA.txt").write_text("\n".join(str(p) for p in sorted((tmp_path / "trainA").iterdir())))
+    assert [p.name for p in list_domain(lists, "trainA")] == ["000000.jpg", "000001.jpg", "000002.jpg"]
+
+
+def test_crop_then_resize_keeps_the_centre(tmp_path):
+    arr = np.zeros((218, 178, 3), np.uint8)
+    arr[20:198] = 200  # the centre 178x178 square is bright, the 20-px bands above/below dark
+    Image.fromarray(arr).save(tmp_path / "x.png")
+    img = ImageDomain([tmp_path / "x.png"], 32, crop=178)[0]["image"]
+    assert img.min() > 0.5  # no dark band survived the crop
+
+
+def test_layout_errors(tmp_path):
+    with pytest.raises(DatasetLayoutError, match="trainA"):
+        list_domain(tmp_path, "trainA")
+    (tmp_path / "trainA").mkdir()
+    with pytest.raises(DatasetLayoutError, match="empty"):
+        list_domain(tmp_path, "trainA")
+    (tmp_path / "testA.txt").write_text("nope/missing.jpg\n")
+    with pytest.raises(DatasetLayoutError, match="do not exist"):
+        list_domain(tmp_path, "testA")
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(DatasetLayoutError, match="bad.jpg"):
+        ImageDomain([tmp_path / "bad.jpg"], 32)[0]
+    cfg = load_config("configs/celeba_glasses.yaml", [f"data.root={tmp_path / 'nowhere'}"])
+    with pytest.raises(DatasetLayoutError, match="does not exist"):
+        build_domains(cfg.data, "train")

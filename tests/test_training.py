@@ -1,0 +1,94 @@
+"""The shared loop: bit-exact resume, weights-only init, DDP on CPU (gloo), run-folder contents."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from core import checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["data.size=32", "data.train_length=48", "data.test_length=8", "data.batch_size=4",
+        "model.width=0.25", "model.sep=8", "train.log_every=2", "train.image_every=4", "train.grid_size=2"]
+
+
+def run_train(tmp_path, name, *extra):
+    argv = ["--config", str(ROOT / "configs/synth_glasses.yaml"), f"run.dir={tmp_path}", f"run.name={name}",
+            "data.cache_dir=" + str(tmp_path / "cache"), *TINY, *extra]
+    assert train.main(argv) == 0
+    return tmp_path / name
+
+
+def tensors(state):
+    out = {}
+    for section in ("nets", "ema"):
+        for k, v in (state[section] or {}).items():
+            out[f"{section}.{k}"] = v
+    for name, opt in state["optims"].items():
+        for pid, st in opt["state"].items():
+            for k, v in st.items():
+                out[f"opt.{name}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def test_resume_is_bit_exact(tmp_path):
+    straight = ckpt.load(run_train(tmp_path, "straight", "train.steps=6", "train.ema_kimg=0.01") / ckpt.LATEST)
+    run_train(tmp_path, "split", "train.steps=3", "train.ema_kimg=0.01")
+    resumed = ckpt.load(run_train(tmp_path, "split", "train.steps=6", "train.ema_kimg=0.01", "--resume", "auto")
+                        / ckpt.LATEST)
+    assert resumed["step"] == straight["step"] == 6 and resumed["images"] == straight["images"] == 6 * 8
+    a, b = tensors(straight), tensors(resumed)
+    assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
+    diff = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not diff, f"resumed run differs in {diff[:5]}"
+    assert not (tmp_path / "split" / "checkpoint-0000003.pt").exists()  # no snapshots unless asked for
+    stats = [json.loads(line) for line in (tmp_path / "split" / "stats.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in stats] == [2, 3, 4, 6]
+
+
+def test_existing_run_needs_resume_or_force(tmp_path, capsys):
+    run_train(tmp_path, "r", "train.steps=2")
+    argv = ["--config", str(ROOT / "configs/synth_glasses.yaml"), f"run.dir={tmp_path}", "run.name=r", *TINY,
+            "train.steps=2"]
+    assert train.main(argv) == 1
+    assert "--resume auto" in capsys.readouterr().err
+    run_train(tmp_path, "r", "train.steps=2", "--force")
+
+
+def test_init_loads_weights_but_restarts_counters(tmp_path):
+    src = run_train(tmp_path, "src", "train.steps=2")
+    dst = run_train(tmp_path, "dst", "train.steps=1", "--init", str(src / ckpt.LATEST))
+    state = ckpt.load(dst / ckpt.LATEST)
+    assert state["step"] == 1
+    grids = sorted(p.name for p in (dst / "grids").iterdir())
+    assert grids and all(name.endswith(".png") for name in grids)
+    assert (dst / "config.yaml").is_file() and list((dst / "tensorboard").iterdir())
+
+
+def test_snapshots_and_run_files(tmp_path):
+    run = run_train(tmp_path, "snap", "train.steps=4", "train.snapshot_every=2")
+    assert (run / "checkpoint-0000002.pt").is_file() and (run / "checkpoint-0000004.pt").is_file()
+    assert not list(run.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path):
+    common = [str(ROOT / "train.py"), "--config", str(ROOT / "configs/synth_glasses.yaml"), f"run.dir={tmp_path}",
+              f"data.cache_dir={tmp_path / 'cache'}", *TINY, "train.steps=3", "device=cpu", "model.norm=none"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          *common, "run.name=ddp"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = subprocess.run([sys.executable, *common, "run.name=one", "data.batch_size=8"], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a = ckpt.load(tmp_path / "ddp" / ckpt.LATEST)
+    b = ckpt.load(tmp_path / "one" / ckpt.LATEST)
+    assert a["world_size"] == 2 and len(a["rng"]) == 2 and a["images"] == b["images"] == 3 * 16
+    for k in a["nets"]:
+        if a["nets"][k].dtype.is_floating_point:
+            torch.testing.assert_close(a["nets"][k], b["nets"][k], rtol=1e-4, atol=1e-5)

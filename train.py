@@ -1,0 +1,60 @@
+"""Train a method: ``python train.py --config configs/synth_glasses.yaml [key=value ...]``.
+
+Multi-GPU / multi-node: ``torchrun --nproc_per_node N train.py --config ...`` (gloo on CPU, NCCL on CUDA).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="experiment YAML under configs/")
+    p.add_argument("--resume", default=None, metavar="auto|PATH",
+                   help="continue a run: 'auto' = this run's checkpoint-latest.pt if present, else start fresh")
+    p.add_argument("--init", default=None, metavar="PATH", help="start from a checkpoint's weights only")
+    p.add_argument("--force", action="store_true", help="start over even if the run folder has a checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.steps=100")
+    args = p.parse_intermixed_args(argv)
+    if args.resume and args.init:
+        p.error("--resume and --init are exclusive (resume continues a run; init loads weights only)")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from core.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if cfg.run.name is None:
+        cfg.run.name = Path(args.config).stem
+    if args.dry_run:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+
+    from core import dist
+    from core.loop import train
+
+    try:
+        run_dir = train(cfg, resume=args.resume, init=args.init, force=args.force)
+        if dist.rank() == 0:
+            print(f"run folder: {run_dir}")
+    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        dist.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
