@@ -23,8 +23,9 @@ def parse_args(argv=None):
 
 def evaluators():
     from metrics.content_transfer import evaluate_content_transfer
+    from metrics.mask_transfer import evaluate_mask_transfer
 
-    return {"content_ae": evaluate_content_transfer}
+    return {"content_ae": evaluate_content_transfer, "mask_ct": evaluate_mask_transfer}
 
 
 def main(argv=None) -> int:

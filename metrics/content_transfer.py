@@ -30,8 +30,9 @@ def _stack(ds, n, key="image"):
 def _errors(pred, gt, mask=None) -> dict:
     out = {"l1": l1(pred, gt).mean().item(), "psnr": psnr(pred, gt).mean().item(),
            "ssim": ssim(pred, gt).mean().item()}
-    if mask is not None:
+    if mask is not None:  # the attribute region (where the edit acts) and the rest (to be preserved)
         out["l1_in_mask"] = masked_l1(pred, gt, mask).mean().item()
+        out["l1_out_mask"] = masked_l1(pred, gt, 1.0 - mask).mean().item()
     return out
 
 

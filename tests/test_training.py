@@ -92,3 +92,45 @@ def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path):
     for k in a["nets"]:
         if a["nets"][k].dtype.is_floating_point:
             torch.testing.assert_close(a["nets"][k], b["nets"][k], rtol=1e-4, atol=1e-5)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch, capsys):
+    from models.content_ae import ContentAE
+
+    real_step = ContentAE.train_step
+
+    def step(self, batch, step, ctx):
+        logs = real_step(self, batch, step, ctx)
+        return {**logs, "loss/ae": float("nan")} if step == 3 else logs
+
+    monkeypatch.setattr(ContentAE, "train_step", step)
+    argv = ["--config", str(ROOT / "configs/synth_glasses.yaml"), f"run.dir={tmp_path}", "run.name=nan", *TINY,
+            "train.steps=6", "train.ckpt_every=2", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss/ae at step 3" in err and "checkpoint-latest.pt" in err
+    assert ckpt.load(tmp_path / "nan" / ckpt.LATEST)["step"] == 2
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path):
+    import signal
+    import time
+
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs/synth_glasses.yaml"),
+           f"run.dir={tmp_path}", "run.name=term", f"data.cache_dir={tmp_path / 'cache'}", *TINY,
+           "train.steps=100000", "train.ckpt_every=100000", "train.image_every=100000"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stats = tmp_path / "term" / "stats.jsonl"
+    deadline = time.time() + 300
+    while not (stats.is_file() and stats.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    state = ckpt.load(tmp_path / "term" / ckpt.LATEST)
+    assert 4 <= state["step"] < 100000 and "stopped by signal" in out
+    step = state["step"]
+    run_train(tmp_path, "term", f"train.steps={step + 2}", "--resume", "auto")
+    assert ckpt.load(tmp_path / "term" / ckpt.LATEST)["step"] == step + 2
