@@ -2,11 +2,18 @@
 
 Domain ``a`` holds images WITH the content attribute (e.g. glasses), domain ``b`` images without it
 (the code convention of the content-transfer papers' repositories; their papers call these B and A).
+
+``folders`` and ``celeba`` serve images from the uint8 memmap cache (``data/cache.py``, written by
+``preprocess.py``) when ``data.cache`` allows and a valid cache for the list, size and crop exists;
+otherwise they decode the image files.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from data.cache import open_domain_cache
 from data.folders import DatasetLayoutError, ImageDomain, list_domain
 
 
@@ -26,18 +33,46 @@ def synthetic_domains(d, split: str) -> dict:
     }
 
 
+def _domain(d, cache_dir: Path, name: str, paths) -> torch.utils.data.Dataset:
+    """The cached dataset for ``paths`` if ``data.cache`` allows and one is valid, else decoding."""
+    cached = open_domain_cache(cache_dir, name, paths, d.size, d.crop, d.get("cache", "auto"), d.workers)
+    return cached if cached is not None else ImageDomain(paths, d.size, d.crop)
+
+
+def _cache_dir(d, root: Path) -> Path:
+    return Path(d.cache_root) if d.get("cache_root") else root / "cache"
+
+
 def folder_domains(d, split: str) -> dict:
     if not d.root:
         raise DatasetLayoutError("data.root must point to a folder with trainA/trainB/testA/testB")
     root = Path(d.root)
     if not root.is_dir():
         raise DatasetLayoutError(f"data.root {root} does not exist")
-    return {k: ImageDomain(list_domain(root, f"{split}{k.upper()}"), d.size, d.crop) for k in ("a", "b")}
+    names = {k: f"{split}{k.upper()}" for k in ("a", "b")}
+    return {k: _domain(d, _cache_dir(d, root), n, list_domain(root, n)) for k, n in names.items()}
+
+
+def celeba_domains(d, split: str) -> dict:
+    """A/B straight from the CelebA attribute file: ``data.attribute`` is a preset or an expression."""
+    from data.attributes import resolve
+    from data.celeba import _cached_table, find_root, split_domains
+
+    if not d.root:
+        raise DatasetLayoutError("data.root must point to the CelebA folder "
+                                 "(img_align_celeba/ + list_attr_celeba.txt)")
+    root = find_root(d.root)
+    table = _cached_table(str(root.resolve()))
+    rule_a, rule_b, _ = resolve(d.attribute, d.get("attribute_b"))
+    rows = split_domains(table, rule_a, rule_b, d.get("split_rule", "first-n"), d.get("num_test", 64))
+    names = {k: f"{split}{k.upper()}" for k in ("a", "b")}
+    return {k: _domain(d, _cache_dir(d, root), n, table.paths(rows[n])) for k, n in names.items()}
 
 
 DOMAIN_BUILDERS = {
     "synthetic": synthetic_domains,
     "folders": folder_domains,
+    "celeba": celeba_domains,
 }
 
 
