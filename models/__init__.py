@@ -1,8 +1,10 @@
 """Method registry: config name -> class. Imports stay explicit so the list reads at a glance."""
 from models.content_ae import ContentAE
+from models.mask_ct import MaskContentTransfer
 
 METHODS = {
     "content_ae": ContentAE,
+    "mask_ct": MaskContentTransfer,
 }
 
 

@@ -1,4 +1,4 @@
-"""Strided-conv encoders, transposed-conv decoders and the latent domain discriminator.
+"""Strided-conv encoders, transposed-conv decoders (plain or mask-blend) and the latent domain discriminator.
 
 Every conv / deconv is kernel 4, stride 2, padding 1 with a bias (Press et al. 2019; Mokady et al. 2020).
 The paper nets have 6 stages at 128 px, ending on (128/64)^2 = 2x2 codes. Below 128 px we drop the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 NORMS = {
@@ -75,6 +76,27 @@ class ConvDecoder(nn.Module):
 
     def forward(self, code):
         return self.net(code.view(code.shape[0], self.in_ch, self.hw, self.hw))
+
+
+def mask_blend(raw, background):
+    """4-channel decoder output -> (sigmoid(raw[:, :1]) blend, mask): ``z * m + background * (1 - m)``.
+
+    ``z = tanh(raw[:, 1:])`` is the content image, ``m`` the (B, 1, H, W) mask in [0, 1]; where m = 0 the
+    output is exactly the background (Mokady et al. 2020, D_B).
+    """
+    mask = torch.sigmoid(raw[:, :1])
+    return torch.tanh(raw[:, 1:]) * mask + background * (1 - mask), mask
+
+
+class MaskBlendDecoder(ConvDecoder):
+    """A ConvDecoder with 4 raw output channels (mask + image) blended over a background image."""
+
+    def __init__(self, hidden: list[int], size: int, in_ch: int, norm: str = "batch", act: str = "lrelu"):
+        super().__init__(hidden, size, in_ch, out_ch=4, norm=norm, act=act, final="none")
+
+    def forward(self, code, background):
+        """-> (blended image (B, 3, H, W), mask (B, 1, H, W))."""
+        return mask_blend(super().forward(code), background)
 
 
 class LatentDiscriminator(nn.Sequential):
