@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from data import build_domains
-from losses import bce_logits, latent_confusion_loss, recon_loss
+from losses import latent_confusion_loss, recon_loss
 from models.base import Method
-from models.content_ae import adam
+from models.content_ae import adam, latent_disc_step
 from models.nets.conv_autoencoder import (ConvDecoder, ConvEncoder, LatentDiscriminator, MaskBlendDecoder,
                                           scaled)
 
@@ -139,15 +139,7 @@ class MaskContentTransfer(Method):
 
         # 2) discriminator step on codes from the already-updated E1 (a -> 1, b -> 0)
         if m.discweight > 0:
-            opt = self.optims["disc"]
-            opt.zero_grad(set_to_none=True)
-            with ctx.autocast():
-                with torch.no_grad():
-                    c_a, c_b = n["e1"](a), n["e1"](b)
-                loss_d = bce_logits(n["disc"](c_a), 1.0) + bce_logits(n["disc"](c_b), 0.0)
-            ctx.backward(loss_d, "disc")
-            ctx.step(opt, "disc", m.clip_norm)
-            logs["loss/disc"] = loss_d.item()
+            logs["loss/disc"] = latent_disc_step(n["e1"], n["disc"], self.optims["disc"], a, b, ctx, m.clip_norm)
         return logs
 
     # --- inspection ------------------------------------------------------------------------------
