@@ -134,3 +134,24 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path):
     step = state["step"]
     run_train(tmp_path, "term", f"train.steps={step + 2}", "--resume", "auto")
     assert ckpt.load(tmp_path / "term" / ckpt.LATEST)["step"] == step + 2
+
+
+def test_step_context_precision_rules():
+    from models.base import StepContext
+
+    cpu = StepContext(torch.device("cpu"), "bf16")
+    assert cpu.amp == "none" and cpu.dtype is None  # AMP is CUDA-only; CPU runs in fp32
+    with cpu.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with pytest.raises(ValueError, match="none|bf16|fp16"):
+        StepContext(torch.device("cuda"), "fp8")
+
+
+def test_cuda_request_without_cuda_is_a_clear_error():
+    from core.loop import pick_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        pick_device("cuda")
+    assert pick_device("auto").type == "cpu"
