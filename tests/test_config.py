@@ -21,7 +21,7 @@ def test_experiment_and_overrides_layer_over_schema():
     assert cfg.method == "content_ae"
     assert cfg.train.steps == 7 and cfg.model.discweight == 0
     assert cfg.model.width == 0.5          # from the experiment file
-    assert cfg.model.lr == 0.0002          # from configs/methods/content_ae.yaml
+    assert cfg.model.lr == 0.001 and cfg.model.disclr == 0.0002  # experiment file / configs/methods/content_ae.yaml
     assert cfg.data.batch_size == 32       # from configs/base.yaml
 
 
