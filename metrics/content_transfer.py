@@ -42,7 +42,8 @@ def synthetic_ground_truth(ds_a, ds_b, n: int, attribute: str):
     from data.synthetic import CONTENT_ATTRIBUTES, remove, render, swap
     from data.folders import to_tensor
 
-    k = CONTENT_ATTRIBUTES.index(attribute)
+    if attribute not in CONTENT_ATTRIBUTES:
+        raise ValueError(f"{attribute!r} is not a synthetic content attribute ({list(CONTENT_ATTRIBUTES)})")
     size = ds_a[0]["image"].shape[-1]
     out = {"transfer": [], "removal": [], "swap": [], "mask_transfer": [], "mask_removal": [], "mask_swap": []}
     for i in range(n):
@@ -54,7 +55,7 @@ def synthetic_ground_truth(ds_a, ds_b, n: int, attribute: str):
             out[name].append(to_tensor(r["image"]))
             m = np.maximum(r["masks"][attribute], r_other["masks"][attribute])
             out[f"mask_{name}"].append(torch.from_numpy(m)[None])
-    return {key: torch.stack(v) for key, v in out.items()}, k
+    return {key: torch.stack(v) for key, v in out.items()}
 
 
 @torch.no_grad()
@@ -97,7 +98,7 @@ def evaluate_content_transfer(method, cfg, out_dir: Path, use_ema: bool = True) 
     rows = []
     gt = None
     if cfg.data.name == "synthetic":
-        gt, _ = synthetic_ground_truth(test["a"], test["b"], n, cfg.data.attribute)
+        gt = synthetic_ground_truth(test["a"], test["b"], n, cfg.data.attribute)
         gt = {key: v.to(dev) for key, v in gt.items()}
         save_png(image_grid([list(a[:k]), list(pred["removal"][:k]), list(gt["removal"][:k])]),
                  out_dir / "removal_grid.png")

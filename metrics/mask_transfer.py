@@ -83,7 +83,7 @@ def evaluate_mask_transfer(method, cfg, out_dir: Path, use_ema: bool = True) -> 
         prior = _stack(train_a, 1024, key="mask")[:, j:j + 1].mean(0, keepdim=True).to(dev)
         seg.append(segmentation_row("segmentation a (self-mask)", "baseline: mean training mask",
                                     prior.expand_as(gt), gt))
-        gt_t, _ = synthetic_ground_truth(test["a"], test["b"], n, cfg.data.attribute)
+        gt_t = synthetic_ground_truth(test["a"], test["b"], n, cfg.data.attribute)
         seg.append(segmentation_row("segmentation transfer (a_i onto b_i)", cfg.method, trans,
                                     gt_t["mask_transfer"].to(dev)))
         truth = dict(enumerate(gt[:k] > 0.5))
