@@ -23,7 +23,7 @@ from tqdm import tqdm
 from core import checkpoint as ckpt
 from core import dist
 from core.config import dump_config
-from data.sampler import make_stream
+from data.sampler import images_to_float, make_stream
 from models import build_method
 from models.base import StepContext
 
@@ -52,7 +52,7 @@ def seed_everything(seed: int) -> None:
 
 def to_device(batch, device, channels_last=False):
     if isinstance(batch, dict):
-        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+        return images_to_float({k: to_device(v, device, channels_last) for k, v in batch.items()})
     if torch.is_tensor(batch):
         batch = batch.to(device, non_blocking=True)
         if channels_last and batch.dim() == 4:

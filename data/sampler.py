@@ -57,10 +57,42 @@ class StepBatchSampler(torch.utils.data.Sampler):
         return 2**62
 
 
+class Uint8Images(torch.utils.data.Dataset):
+    """Wraps a dataset so worker processes send ``image`` as uint8 (4x fewer bytes between processes).
+
+    Our images all come from 8-bit sources, so [-1, 1] floats map back to the same uint8 values exactly;
+    :func:`images_to_float` undoes it in the main process (or on the GPU, after the copy).
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        out = dict(self.dataset[item])
+        out["image"] = out["image"].add(1.0).mul_(127.5).round_().to(torch.uint8)
+        return out
+
+
+def images_to_float(batch: dict) -> dict:
+    """uint8 ``image`` entries (from :class:`Uint8Images`) back to float in [-1, 1]; others unchanged."""
+    img = batch.get("image")
+    if img is not None and img.dtype == torch.uint8:
+        batch = {**batch, "image": img.float().div_(127.5).sub_(1.0)}
+    return batch
+
+
 def make_stream(dataset, batch_size: int, seed: int, name: str, rank: int, world: int, start_step: int,
                 flip: bool, workers: int = 0, pin_memory: bool = False):
-    """An endless iterator of collated batches starting at ``start_step``."""
+    """An endless iterator of collated batches starting at ``start_step``.
+
+    With worker processes, images travel as uint8; call :func:`images_to_float` on each batch
+    (``core.loop.to_device`` does).
+    """
     sampler = StepBatchSampler(len(dataset), batch_size, seed, name, rank, world, start_step, flip)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                         pin_memory=pin_memory, persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(Uint8Images(dataset) if workers > 0 else dataset, batch_sampler=sampler,
+                                         num_workers=workers, pin_memory=pin_memory,
+                                         persistent_workers=workers > 0)
     return iter(loader)

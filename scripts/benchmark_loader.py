@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.cache import PathLoader, build_cache, cache_name, fingerprint, open_domain_cache, path_keys  # noqa: E402
 from data.folders import ImageDomain  # noqa: E402
-from data.sampler import make_stream  # noqa: E402
+from data.sampler import images_to_float, make_stream  # noqa: E402
 from data.synthetic import render, sample_factors  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def rate(dataset, batch: int, workers: int, images: int) -> float:
     n = max(1, images // batch)
     t = time.perf_counter()
     for _ in range(n):
-        next(stream)
+        images_to_float(next(stream))  # workers send uint8: the conversion back counts too
     dt = time.perf_counter() - t
     del stream
     return n * batch / dt

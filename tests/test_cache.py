@@ -10,7 +10,7 @@ from PIL import Image
 from data.cache import (CachedImages, PathLoader, build_cache, cache_name, check_cache, fingerprint,
                         open_domain_cache, path_keys, verify_cache)
 from data.folders import DatasetLayoutError, ImageDomain
-from data.sampler import StepBatchSampler, make_stream
+from data.sampler import StepBatchSampler, images_to_float, make_stream
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_cache_items_equal_decoded_items(images, tmp_path):
     assert verify_cache(tmp_path / "c" / "trainA_24_48")
     # through the training stream, with worker processes (the memmap is reopened per worker)
     stream = make_stream(ds, 4, seed=0, name="a", rank=0, world=1, start_step=0, flip=True, workers=2)
-    got = next(stream)
+    got = images_to_float(next(stream))  # workers hand images over as uint8
     assert got["image"].shape == (4, 3, 24, 24)
     idx, flips = zip(*StepBatchSampler(12, 4, 0, "a").batch_at(0))
     want = torch.stack([ref[(i, f)]["image"] for i, f in zip(idx, flips)])

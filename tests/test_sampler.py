@@ -35,3 +35,20 @@ def test_streams_and_seeds_differ_and_flips_are_balanced():
     flips = [f for batch in a for _, f in batch]
     assert 60 < sum(flips) < 140
     assert not any(f for batch in take(StepBatchSampler(10, 5, 0, "a", flip=False), 3) for _, f in batch)
+
+
+def test_worker_streams_send_uint8_and_match_the_in_process_stream(tmp_path):
+    import torch
+
+    from core.loop import to_device
+    from data.sampler import make_stream
+    from data.synthetic import SyntheticFaces
+
+    ds = SyntheticFaces(size=32, length=12, seed=0, cache_dir=tmp_path)
+    plain = make_stream(ds, 4, 0, "a", 0, 1, start_step=2, flip=True, workers=0)
+    workers = make_stream(ds, 4, 0, "a", 0, 1, start_step=2, flip=True, workers=1)
+    for _ in range(3):
+        p, w = next(plain), next(workers)
+        assert p["image"].dtype == torch.float32 and w["image"].dtype == torch.uint8
+        assert torch.equal(to_device(w, torch.device("cpu"))["image"], p["image"])
+        assert torch.equal(w["index"], p["index"])
