@@ -1,0 +1,190 @@
+"""Train-step throughput of every method on random batches (no datasets read), plus the synthetic loader.
+
+For each config: build the method (through ``models.METHODS``, so any registered method works) on the
+chosen device, then time ``--steps`` train steps after ``--warmup`` untimed ones on random images in [-1, 1]
+shaped like the config's data (``data.batch_size`` per domain, 3 x data.size x data.size), exactly as the
+training loop feeds them (``to_device``, ``train_step``, ``update_ema``). Prints a Markdown table.
+
+    python scripts/benchmark.py                                   # the four default configs, device auto
+    python scripts/benchmark.py configs/synth_glasses.yaml --device cuda --amp bf16 --channels-last
+    python scripts/benchmark.py synth_glasses data.batch_size=8 model.width=1.0 --steps 20
+    python scripts/benchmark.py --loader                          # also time the synthetic data stream
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (reset per config); on CPU the growth of the
+process's peak RSS (``resource.getrusage(...).ru_maxrss``) during that config, a high-water mark: a config
+that stays below an earlier config's peak shows 0, so run a single config for an exact CPU figure.
+``--loader`` times ``data.sampler.make_stream`` (+ ``to_device``, as in the loop) over synthetic domains rendered at each config's size with a
+small ``data.train_length`` (``--loader-length``; paper configs point at CelebA folders, so the loader is
+always the synthetic one) and does not write the synthetic dataset cache.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from core.config import CONFIG_DIR, Config, ConfigError, load_config  # noqa: E402
+from core.loop import pick_device, seed_everything, to_device  # noqa: E402
+from models import build_method  # noqa: E402
+from models.base import StepContext  # noqa: E402
+
+DEFAULT_CONFIGS = ["synth_glasses", "mask_synth_glasses", "celeba_glasses", "mask_celeba_glasses"]
+DOMAINS = ("a", "b")  # the loop draws data.batch_size images from each; every method reads batch[k]["image"]
+
+
+def resolve_config(name: str) -> Path:
+    """A config path, or a bare name looked up in configs/ (``synth_glasses`` -> configs/synth_glasses.yaml)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    for cand in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"):
+        if cand.is_file():
+            return cand
+    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml") if q.stem != "base")
+    raise ConfigError(f"unknown config {name!r}: not a file and not in {CONFIG_DIR}; known: {', '.join(known)}")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def random_batch(cfg, device: torch.device, generator: torch.Generator) -> dict:
+    bs, size = cfg.data.batch_size, cfg.data.size
+    return {k: {"image": torch.rand(bs, 3, size, size, generator=generator).mul_(2).sub_(1)} for k in DOMAINS}
+
+
+def bench_train(cfg, device: torch.device, amp: str, channels_last: bool, steps: int, warmup: int) -> dict:
+    seed_everything(cfg.seed)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    rss0 = _rss_mib()
+    method = build_method(cfg, device)
+    if channels_last:
+        method.to(memory_format=torch.channels_last)
+    method.init_ema()
+    ctx = StepContext(device, amp)
+    g = torch.Generator().manual_seed(cfg.seed)
+    # a few distinct random batches, made up front so their creation is not timed
+    batches = [to_device(random_batch(cfg, device, g), device, channels_last) for _ in range(min(2, steps + warmup))]
+    images_per_step = cfg.data.batch_size * len(DOMAINS)
+    step = 0
+    for _ in range(warmup):
+        method.train_step(batches[step % len(batches)], step, ctx)
+        method.update_ema(images_per_step)
+        step += 1
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        method.train_step(batches[step % len(batches)], step, ctx)
+        method.update_ema(images_per_step)
+        step += 1
+    _sync(device)
+    dt = (time.perf_counter() - t) / max(steps, 1)
+    if device.type == "cuda":
+        mem = f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB (cuda max alloc)"
+    else:
+        mem = f"{_rss_mib() - rss0:.0f} MiB (RSS peak delta)"
+    del method, batches
+    return {"method": cfg.method, "size": cfg.data.size, "batch": images_per_step, "amp": ctx.amp,
+            "s_step": dt, "img_s": images_per_step / dt, "mem": mem}
+
+
+def bench_loader(cfg, device: torch.device, length: int, steps: int, warmup: int) -> float:
+    """img/s of the synthetic stream (both domains) through make_stream + to_device, as the loop draws it."""
+    from data import synthetic_domains
+    from data.sampler import make_stream
+
+    d = Config(cfg.data)
+    d.update(name="synthetic", train_length=length, cache_dir=None)
+    if d.attribute not in ("glasses", "facial_hair"):
+        d.attribute = "glasses"
+    domains = synthetic_domains(d, "train")
+    bs = d.batch_size
+    streams = {k: make_stream(ds, bs, cfg.seed, k, 0, 1, 0, d.hflip, d.workers, pin_memory=device.type == "cuda")
+               for k, ds in domains.items()}
+    for _ in range(max(warmup, 1)):  # at least one: starts the workers
+        for s in streams.values():
+            to_device(next(s), device)
+    n = max(steps, 1)
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(n):
+        for s in streams.values():
+            to_device(next(s), device)
+    _sync(device)
+    dt = time.perf_counter() - t
+    del streams
+    return n * bs * len(domains) / dt
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("args", nargs="*", metavar="CONFIG|key=value",
+                    help=f"config files or names in configs/ (default: {' '.join(DEFAULT_CONFIGS)}) and "
+                         "key=value overrides applied to every config (e.g. data.batch_size=8)")
+    ap.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="CUDA only; CPU runs fp32")
+    ap.add_argument("--channels-last", action="store_true", help="channels_last nets and inputs")
+    ap.add_argument("--steps", type=int, default=10, help="timed train steps per config")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed train steps first")
+    ap.add_argument("--loader", action="store_true", help="also time the synthetic data stream (make_stream)")
+    ap.add_argument("--loader-length", type=int, default=512, help="synthetic images per domain for --loader")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = ap.parse_args(argv)
+
+    overrides = [a for a in args.args if "=" in a]
+    names = [a for a in args.args if "=" not in a] or DEFAULT_CONFIGS
+    if args.steps < 1 or args.warmup < 0:
+        print("error: --steps must be >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+    try:
+        device = pick_device(args.device)
+        cfgs = [(Path(resolve_config(n)).stem, load_config(resolve_config(n), overrides + [f"device={args.device}"]))
+                for n in names]
+    except (ConfigError, RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"torch {torch.__version__}, device {dev_name}, {args.steps} timed steps after {args.warmup} warm-up"
+          + (f", overrides: {' '.join(overrides)}" if overrides else ""))
+    print()
+    header = ["config", "method", "resolution", "batch (img/step)", "device", "amp", "channels_last",
+              "s/step", "img/s", "peak memory"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    loader_rows = []
+    for name, cfg in cfgs:
+        r = bench_train(cfg, device, args.amp, args.channels_last, args.steps, args.warmup)
+        print(f"| {name} | {r['method']} | {r['size']} | {r['batch']} | {device.type} | {r['amp']} | "
+              f"{args.channels_last} | {r['s_step']:.3f} | {r['img_s']:.1f} | {r['mem']} |", flush=True)
+    if args.loader:  # after all train steps, so loader workers never run beside a timed train step
+        for name, cfg in cfgs:
+            loader_rows.append((name, cfg, bench_loader(cfg, device, args.loader_length, args.steps, args.warmup)))
+        print()
+        print("| config | loader resolution | batch (img/step) | workers | synthetic stream img/s |")
+        print("|---|---|---|---|---|")
+        for name, cfg, rate in loader_rows:
+            print(f"| {name} | {cfg.data.size} | {cfg.data.batch_size * len(DOMAINS)} | {cfg.data.workers} | "
+                  f"{rate:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
