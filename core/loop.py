@@ -179,8 +179,13 @@ def train(cfg, resume: str | None = None, init: str | None = None, force: bool =
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step if step else None)
-        stats = open(run_dir / "stats.jsonl", "a")
+        # a fresh (--force) run starts new logs; a resumed one drops what was logged after its checkpoint
+        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step)
+        stats_path = run_dir / "stats.jsonl"
+        kept = [ln for ln in stats_path.read_text().splitlines() if json.loads(ln)["step"] <= step] \
+            if step and stats_path.is_file() else []
+        stats = open(stats_path, "w")
+        stats.writelines(ln + "\n" for ln in kept)
         if step == 0:
             _write_grids(method, fixed, run_dir, writer, step)
 

@@ -57,6 +57,7 @@ def test_existing_run_needs_resume_or_force(tmp_path, capsys):
     assert train.main(argv) == 1
     assert "--resume auto" in capsys.readouterr().err
     run_train(tmp_path, "r", "train.steps=2", "--force")
+    assert [json.loads(ln)["step"] for ln in (tmp_path / "r" / "stats.jsonl").read_text().splitlines()] == [2]
 
 
 def test_init_loads_weights_but_restarts_counters(tmp_path):
@@ -73,6 +74,9 @@ def test_snapshots_and_run_files(tmp_path):
     run = run_train(tmp_path, "snap", "train.steps=4", "train.snapshot_every=2")
     assert (run / "checkpoint-0000002.pt").is_file() and (run / "checkpoint-0000004.pt").is_file()
     assert not list(run.glob("*.tmp"))
+    # resuming from the earlier snapshot re-logs steps 3-4 once, not twice
+    run_train(tmp_path, "snap", "train.steps=4", "--resume", str(run / "checkpoint-0000002.pt"))
+    assert [json.loads(ln)["step"] for ln in (run / "stats.jsonl").read_text().splitlines()] == [2, 4]
 
 
 @pytest.mark.slow
