@@ -144,25 +144,29 @@ def _experiment_chain(path: Path, seen=()) -> list[tuple[Path, dict]]:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
-    """Resolve a config from an experiment file (or a saved resolved config ``base``) plus overrides."""
+    """Resolve a config from an experiment file (or a saved resolved config ``base``) plus overrides.
+
+    ``base`` (a checkpoint's config) is laid over the current schema of its method, so runs saved before a
+    key existed load with that key's default.
+    """
     layers: list[tuple[str, dict]] = []
     if path is not None:
         layers += [(str(p), d) for p, d in _experiment_chain(Path(path))]
     layers += [(f"override {o!r}", parse_override(o)) for o in overrides]
 
-    if base is not None:
-        schema = copy.deepcopy(base)
-    else:
-        schema = _read_yaml(CONFIG_DIR / "base.yaml")
-        method = schema.get("method")
-        for _, d in layers:
-            method = d.get("method", method)
-        from models import METHODS  # late import: configs stay importable without torch
+    schema = _read_yaml(CONFIG_DIR / "base.yaml")
+    method = schema.get("method") if base is None else base.get("method")
+    for _, d in ([] if base is not None else layers):
+        method = d.get("method", method)
+    from models import METHODS  # late import: configs stay importable without torch
 
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-        merge_open(schema, _read_yaml(CONFIG_DIR / "methods" / f"{method}.yaml"))
-        schema["method"] = method
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    merge_open(schema, _read_yaml(CONFIG_DIR / "methods" / f"{method}.yaml"))
+    schema["method"] = method
+    if base is not None:
+        # a saved run's values win; keys added to the schema since it was saved get today's defaults
+        merge_open(schema, base)
     for origin, d in layers:
         if base is not None and "method" in d and d["method"] != schema["method"]:
             raise ConfigError(f"{origin}: cannot change method of a saved run ({schema['method']} -> {d['method']})")

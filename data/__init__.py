@@ -35,12 +35,12 @@ def synthetic_domains(d, split: str) -> dict:
 
 def _domain(d, cache_dir: Path, name: str, paths) -> torch.utils.data.Dataset:
     """The cached dataset for ``paths`` if ``data.cache`` allows and one is valid, else decoding."""
-    cached = open_domain_cache(cache_dir, name, paths, d.size, d.crop, d.get("cache", "auto"), d.workers)
+    cached = open_domain_cache(cache_dir, name, paths, d.size, d.crop, d.cache, d.workers)
     return cached if cached is not None else ImageDomain(paths, d.size, d.crop)
 
 
 def _cache_dir(d, root: Path) -> Path:
-    return Path(d.cache_root) if d.get("cache_root") else root / "cache"
+    return Path(d.cache_root) if d.cache_root else root / "cache"
 
 
 def folder_domains(d, split: str) -> dict:
@@ -63,8 +63,8 @@ def celeba_domains(d, split: str) -> dict:
                                  "(img_align_celeba/ + list_attr_celeba.txt)")
     root = find_root(d.root)
     table = _cached_table(str(root.resolve()))
-    rule_a, rule_b, _ = resolve(d.attribute, d.get("attribute_b"))
-    rows = split_domains(table, rule_a, rule_b, d.get("split_rule", "first-n"), d.get("num_test", 64))
+    rule_a, rule_b, _ = resolve(d.attribute, d.attribute_b)
+    rows = split_domains(table, rule_a, rule_b, d.split_rule, d.num_test)
     names = {k: f"{split}{k.upper()}" for k in ("a", "b")}
     return {k: _domain(d, _cache_dir(d, root), n, table.paths(rows[n])) for k, n in names.items()}
 

@@ -59,3 +59,11 @@ def test_base_chain_and_dump_roundtrip(tmp_path):
     assert again.train.steps == 9 and again.train.log_every == 2 and again.model.sep == cfg.model.sep
     with pytest.raises(ConfigError, match="unknown config key"):
         load_config(None, ["train.nope=1"], base=cfg.to_dict())
+
+
+def test_saved_config_gets_defaults_of_keys_added_later():
+    saved = load_config("configs/synth_glasses.yaml", ["train.steps=5"]).to_dict()
+    del saved["data"]["cache"], saved["model"]["clip_norm"]
+    cfg = load_config(None, [], base=saved)
+    assert cfg.data.cache == "auto" and cfg.model.clip_norm == 5.0   # today's defaults
+    assert cfg.train.steps == 5 and cfg.model.width == 0.5             # the saved run's values
