@@ -87,10 +87,12 @@ class Method(nn.Module):
     def train_step(self, batch: dict, step: int, ctx: StepContext) -> dict[str, float]:
         raise NotImplementedError
 
+    def _copy_for_ema(self) -> nn.ModuleDict:
+        return nn.ModuleDict({k: copy.deepcopy(self.nets[k]).eval().requires_grad_(False) for k in self.ema_nets})
+
     def init_ema(self) -> None:
         if self.cfg.train.ema_kimg > 0 and self.ema_nets:
-            self.ema = nn.ModuleDict({k: copy.deepcopy(self.nets[k]).eval().requires_grad_(False)
-                                      for k in self.ema_nets})
+            self.ema = self._copy_for_ema()
 
     @torch.no_grad()
     def update_ema(self, batch_images: int) -> None:
@@ -129,9 +131,8 @@ class Method(nn.Module):
     def load_training_state(self, state: dict, weights_only: bool = False) -> None:
         self.nets.load_state_dict(state["nets"])
         if state.get("ema") is not None:
-            if self.ema is None:
-                self.ema = nn.ModuleDict({k: copy.deepcopy(self.nets[k]).eval().requires_grad_(False)
-                                          for k in self.ema_nets})
+            if self.ema is None:  # e.g. eval.py, which never calls init_ema
+                self.ema = self._copy_for_ema()
             self.ema.load_state_dict(state["ema"])
         if not weights_only:
             for k, o in self.optims.items():
