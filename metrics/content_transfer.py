@@ -118,29 +118,30 @@ def evaluate_content_transfer(method, cfg, out_dir: Path, use_ema: bool = True) 
     rows.append({"task": "reconstruction a", "method": cfg.method, **_errors(rec_a, a)})
     rows.append({"task": "reconstruction b", "method": cfg.method, **_errors(rec_b, b)})
 
-    rows += domain_probes(method, cfg, nets, test)
+    rows += domain_probes(method, cfg, nets, a, b)
     return rows
 
 
 @torch.no_grad()
-def domain_probes(method, cfg, nets, test) -> list[dict]:
+def domain_probes(method, cfg, nets, test_a, test_b) -> list[dict]:
     """Linear probes predicting the domain (has the attribute or not) from each code.
 
-    Trained on codes of training-split images, tested on the test split. The common code should be
+    Trained on codes of training-split images, tested on the given test images (equal counts per
+    domain). The common code should be
     near chance (0.5); the separate code and raw pixels serve as controls that can predict it.
     """
     train = method.datasets(cfg, "train")
     n_train = min(1024, len(train["a"]), len(train["b"]))
-    n_test = min(cfg.eval.max_images, len(test["a"]), len(test["b"]))
+    n_test = test_a.shape[0]
 
-    def feats(ds, n):
-        x = _stack(ds, n).to(method.device)
+    def feats(x):
+        x = x.to(method.device)
         codes = _batched(lambda t: torch.cat([c.flatten(1).float() for c in method.encode(t, nets)], 1), x,
                          bs=cfg.eval.batch_size)
         return codes.cpu(), x.flatten(1).cpu()
 
-    (tr_a, px_tr_a), (tr_b, px_tr_b) = feats(train["a"], n_train), feats(train["b"], n_train)
-    (te_a, px_te_a), (te_b, px_te_b) = feats(test["a"], n_test), feats(test["b"], n_test)
+    (tr_a, px_tr_a), (tr_b, px_tr_b) = feats(_stack(train["a"], n_train)), feats(_stack(train["b"], n_train))
+    (te_a, px_te_a), (te_b, px_te_b) = feats(test_a), feats(test_b)
     y_tr = torch.cat([torch.ones(n_train), torch.zeros(n_train)]).long()
     y_te = torch.cat([torch.ones(n_test), torch.zeros(n_test)]).long()
     c_dim = nets["e1"].dim if "e1" in nets else tr_a.shape[1]
