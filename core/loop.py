@@ -143,6 +143,7 @@ def train(cfg, resume: str | None = None, init: str | None = None, force: bool =
     method.init_ema()
     ctx = StepContext(device, cfg.amp)
     step, images = 0, 0
+    resume_rng = None
 
     resume_path = None
     if resume == "auto":
@@ -157,7 +158,7 @@ def train(cfg, resume: str | None = None, init: str | None = None, force: bool =
         ctx.load_state_dict(state.get("scalers", {}))
         step, images = state["step"], state["images"]
         rngs = state["rng"]
-        ckpt.set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
+        resume_rng = rngs[rank] if len(rngs) == world else rngs[0]  # restored just before the first step
     elif init:
         state = ckpt.load(init)
         method.load_training_state(state, weights_only=True)
@@ -189,6 +190,9 @@ def train(cfg, resume: str | None = None, init: str | None = None, force: bool =
         if step == 0:
             _write_grids(method, fixed, run_dir, writer, step)
 
+    if resume_rng is not None:
+        # after building the streams: iter(DataLoader) draws from the global RNG, a straight run did so earlier
+        ckpt.set_rng_state(resume_rng)
     total = cfg.train.steps
     bar = tqdm(total=total, initial=step, disable=rank != 0, dynamic_ncols=True, desc=cfg.run.name)
     t0, last_logged = time.time(), step

@@ -1,10 +1,16 @@
 """Method registry: config name -> class. Imports stay explicit so the list reads at a glance."""
 from models.content_ae import ContentAE
+from models.face_nets import FaceNets
+from models.id_mapper import IdMapper
 from models.mask_ct import MaskContentTransfer
+from models.stylegan2 import StyleGAN2
 
 METHODS = {
     "content_ae": ContentAE,
     "mask_ct": MaskContentTransfer,
+    "stylegan2": StyleGAN2,
+    "face_nets": FaceNets,
+    "id_mapper": IdMapper,
 }
 
 

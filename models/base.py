@@ -33,9 +33,13 @@ class StepContext:
             self.scalers[name] = torch.amp.GradScaler(self.device.type)
         return self.scalers[name]
 
-    def backward(self, loss: torch.Tensor, opt_name: str) -> None:
+    def scale(self, loss: torch.Tensor, opt_name: str) -> torch.Tensor:
+        """``loss`` scaled for ``opt_name``'s fp16 GradScaler (unchanged without one)."""
         scaler = self._scaler(opt_name)
-        (scaler.scale(loss) if scaler else loss).backward()
+        return scaler.scale(loss) if scaler else loss
+
+    def backward(self, loss: torch.Tensor, opt_name: str) -> None:
+        self.scale(loss, opt_name).backward()
 
     def step(self, opt: torch.optim.Optimizer, opt_name: str, clip_norm: float | None = None) -> None:
         """Average gradients over ranks, unscale, clip to ``clip_norm`` (if given), then step."""

@@ -45,6 +45,8 @@ def test_resume_is_bit_exact(tmp_path):
     assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
     diff = [k for k in a if not torch.equal(a[k], b[k])]
     assert not diff, f"resumed run differs in {diff[:5]}"
+    # the global RNG continues where the straight run was (building the data streams draws from it)
+    assert torch.equal(straight["rng"][0]["torch"], resumed["rng"][0]["torch"])
     assert not (tmp_path / "split" / "checkpoint-0000003.pt").exists()  # no snapshots unless asked for
     stats = [json.loads(line) for line in (tmp_path / "split" / "stats.jsonl").read_text().splitlines()]
     assert [s["step"] for s in stats] == [2, 3, 4, 6]

@@ -1,0 +1,176 @@
+"""Frozen face networks for method 3 (Nitzan et al. 2020), trained here on the synthetic faces.
+
+Trains two small nets at once (``models/nets/face_small.py``):
+- ``identity``: embedding net with an ArcFace additive-angular-margin softmax over the synthetic identity
+  ids; the class-centre weights live in a separate ``margin`` module (not part of the embedding net).
+- ``analysis``: landmarks (L1 in normalised coordinates), pose and expression (MSE on standardised values).
+
+Data: ``{"faces": FaceFactors(SyntheticFaces(...))}`` with the default attribute probabilities (glasses
+and facial hair appear sometimes). The test split renders other images of the same identities, so
+identity verification on it measures generalisation to unseen renders of known people.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import Method
+from models.nets.face_small import build_small_nets, pixels_to_unit, unit_to_pixels
+
+
+class ArcMarginHead(nn.Module):
+    """Class centres for the additive angular margin loss (ArcFace): logit_y = s*cos(theta_y + m)."""
+
+    def __init__(self, dim: int, n_classes: int, scale: float = 30.0, margin: float = 0.3):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_classes, dim) * 0.01)
+        self.scale, self.margin = scale, margin
+
+    def cosines(self, emb: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(emb, dim=1), F.normalize(self.weight, dim=1))
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Margin logits; where theta_y + m would pass pi, the usual linear fallback cos - m*sin(m) keeps
+        the target logit decreasing in theta."""
+        cos = self.cosines(emb).clamp(-1.0 + 1e-7, 1.0 - 1e-7)
+        cos_y = cos.gather(1, labels[:, None])
+        m = self.margin
+        phi = cos_y * math.cos(m) - torch.sqrt(1.0 - cos_y ** 2) * math.sin(m)
+        phi = torch.where(cos_y > math.cos(math.pi - m), phi, cos_y - m * math.sin(m))
+        return self.scale * cos.scatter(1, labels[:, None], phi)
+
+
+def face_datasets(d, split: str) -> dict:
+    """``{"faces": FaceFactors}`` of the synthetic stream ``split`` (default attribute probabilities)."""
+    from data.synthetic import SyntheticFaces
+    from data.synthetic_factors import FaceFactors
+
+    if d.name != "synthetic":
+        raise ValueError(f"face_nets trains on the synthetic faces only (needs landmark, pose and expression "
+                         f"ground truth); got data.name={d.name!r}")
+    length = d.train_length if split == "train" else d.test_length
+    faces = SyntheticFaces(size=d.size, length=length, seed=d.seed, split=split, n_identities=d.n_identities,
+                           cache_dir=d.cache_dir)
+    return {"faces": FaceFactors(faces)}
+
+
+def cosine_lr(base: float, step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def draw_points(img: torch.Tensor, pts: torch.Tensor, color, radius: int = 1) -> torch.Tensor:
+    """Copy of (3, H, W) ``img`` with square dots of RGB ``color`` (in [-1, 1]) at pixel ``pts`` (N, 2)."""
+    out = img.clone()
+    h, w = out.shape[-2:]
+    col = torch.tensor(color, dtype=out.dtype)[:, None, None]
+    for x, y in pts.round().long().tolist():
+        x0, x1, y0, y1 = max(x - radius, 0), min(x + radius + 1, w), max(y - radius, 0), min(y + radius + 1, h)
+        if x0 < x1 and y0 < y1:
+            out[:, y0:y1, x0:x1] = col
+    return out
+
+
+class FaceNets(Method):
+    ema_nets = ("identity", "analysis")
+
+    def __init__(self, cfg, device):
+        super().__init__(cfg, device)
+        m = cfg.model
+        self.nets.update(build_small_nets(m, cfg.data.size))
+        self.nets["margin"] = ArcMarginHead(m.id_dim, cfg.data.n_identities, m.arc_scale, m.arc_margin)
+        self.to(device)
+        id_params = list(self.nets["identity"].parameters()) + list(self.nets["margin"].parameters())
+        self.optims["identity"] = torch.optim.AdamW(id_params, lr=m.lr, betas=tuple(m.betas),
+                                                    weight_decay=m.weight_decay)
+        self.optims["analysis"] = torch.optim.AdamW(self.nets["analysis"].parameters(), lr=m.lr,
+                                                    betas=tuple(m.betas), weight_decay=m.weight_decay)
+        self._grid_landmarks = None
+
+    @staticmethod
+    def datasets(cfg, split):
+        return face_datasets(cfg.data, split)
+
+    def _set_lr(self, step: int) -> float:
+        m = self.cfg.model
+        lr = m.lr if m.lr_schedule == "constant" else cosine_lr(m.lr, step, self.cfg.train.steps, m.warmup)
+        for opt in self.optims.values():
+            for g in opt.param_groups:
+                g["lr"] = lr
+        return lr
+
+    # --- training --------------------------------------------------------------------------------
+    def identity_loss(self, x, labels):
+        emb = self.nets["identity"](x)
+        logits = self.nets["margin"](emb.float(), labels)
+        acc = (self.nets["margin"].cosines(emb.detach().float()).argmax(1) == labels).float().mean()
+        return F.cross_entropy(logits, labels), acc
+
+    def analysis_losses(self, x, batch) -> dict:
+        net = self.nets["analysis"]
+        out = net(x, raw=True)
+        lm_true = pixels_to_unit(batch["landmarks"], self.cfg.data.size)
+        pose_z, expr_z = net.standardise(batch["pose"], batch["expression"])
+        return {"landmarks": F.l1_loss(out["landmarks"].float(), lm_true),
+                "pose": F.mse_loss(out["pose_z"].float(), pose_z),
+                "expression": F.mse_loss(out["expression_z"].float(), expr_z)}
+
+    def train_step(self, batch, step, ctx):
+        m, faces = self.cfg.model, batch["faces"]
+        x = faces["image"]
+        logs = {"lr": self._set_lr(step)}
+
+        # 1) identity net + class centres: additive angular margin softmax over identity ids
+        opt = self.optims["identity"]
+        opt.zero_grad(set_to_none=True)
+        with ctx.autocast():
+            loss_id, acc = self.identity_loss(x, faces["identity"])
+        ctx.backward(loss_id, "identity")
+        ctx.step(opt, "identity", m.clip_norm)
+        logs.update({"loss/identity": loss_id.item(), "train/id_acc": acc.item()})
+
+        # 2) analysis net: landmarks (L1) + pose and expression (MSE, standardised)
+        opt = self.optims["analysis"]
+        opt.zero_grad(set_to_none=True)
+        with ctx.autocast():
+            parts = self.analysis_losses(x, faces)
+            loss = (m.landmark_weight * parts["landmarks"] + m.pose_weight * parts["pose"]
+                    + m.expression_weight * parts["expression"])
+        ctx.backward(loss, "analysis")
+        ctx.step(opt, "analysis", m.clip_norm)
+        logs.update({f"loss/{k}": v.item() for k, v in parts.items()})
+        logs["loss/analysis"] = loss.item()
+        return logs
+
+    # --- inspection ------------------------------------------------------------------------------
+    def _true_landmarks(self, n: int) -> torch.Tensor:
+        """Pixel landmarks of the first ``n`` test faces (the loop's fixed grid images)."""
+        if self._grid_landmarks is None or self._grid_landmarks.shape[0] < n:
+            ds = self.datasets(self.cfg, "test")["faces"]
+            self._grid_landmarks = torch.from_numpy(ds.landmarks[:n].copy())
+        return self._grid_landmarks[:n]
+
+    @torch.no_grad()
+    def sample_grids(self, fixed):
+        """Test faces (upscaled to >= 128 px) with true landmarks in green and predictions in red."""
+        nets = self.eval_nets()
+        x = fixed["faces"]
+        size = x.shape[-1]
+        k = max(1, 128 // size)
+        pred = unit_to_pixels(nets["analysis"](x)["landmarks"].float().cpu(), size)
+        true = self._true_landmarks(x.shape[0])
+        big = F.interpolate(x.float().cpu(), scale_factor=k, mode="nearest")
+        cells = []
+        for img, t, p in zip(big, true, pred):
+            img = draw_points(img, (t + 0.5) * k - 0.5, (-1.0, 1.0, -1.0))
+            cells.append(draw_points(img, (p + 0.5) * k - 0.5, (1.0, -1.0, -1.0)))
+        for net in self.nets.values():
+            net.train()
+        n_cols = max(1, math.ceil(math.sqrt(len(cells))))
+        return {"landmarks": [cells[i:i + n_cols] for i in range(0, len(cells), n_cols)]}

@@ -1,0 +1,118 @@
+"""Trainable networks of method 3: attribute encoder, latent mapper M and the W-space discriminator.
+
+Paper sizes (Nitzan et al. 2020): E_attr is InceptionV3 (2048-d pooled features, ImageNet-initialised);
+M maps concat(z_id 512, z_attr 2048) = 2560 -> 2048 -> 1024 -> 512 -> 512 with LeakyReLU(0.2) between
+layers; D_W is 512 -> 256 -> 128 -> 64 -> 1 with LeakyReLU(0.2).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(dims: list[int], slope: float = 0.2) -> nn.Sequential:
+    """Linear layers ``dims[0] -> ... -> dims[-1]`` with LeakyReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        if i:
+            layers.append(nn.LeakyReLU(slope))
+        layers.append(nn.Linear(a, b))
+    return nn.Sequential(*layers)
+
+
+class LatentMapper(nn.Module):
+    """M: concat(z_id, z_attr) -> w (one style vector, broadcast to every synthesis layer)."""
+
+    def __init__(self, id_dim: int, attr_dim: int, style_dim: int, hidden: list[int]):
+        super().__init__()
+        self.net = mlp([id_dim + attr_dim, *hidden, style_dim])
+
+    def forward(self, z_id: torch.Tensor, z_attr: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z_id, z_attr], dim=1))
+
+
+class WDiscriminator(nn.Module):
+    """D_W: a w vector -> real/fake logit (B, 1)."""
+
+    def __init__(self, style_dim: int, hidden: list[int]):
+        super().__init__()
+        self.net = mlp([style_dim, *hidden, 1])
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.net(w)
+
+
+class SmallAttrEncoder(nn.Module):
+    """A CPU-sized attribute encoder: strided 3x3 convs, global average pool, linear to ``dim``."""
+
+    def __init__(self, size: int, dim: int = 256, width: float = 1.0):
+        super().__init__()
+        chans = [max(8, round(c * width)) for c in (32, 64, 128, 256)]
+        layers, cin = [], 3
+        for c in chans:
+            layers += [nn.Conv2d(cin, c, 3, 2, 1), nn.LeakyReLU(0.2)]
+            cin = c
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, dim)
+        self.dim, self.size = dim, size
+
+    def forward(self, x):
+        if x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+class InceptionAttrEncoder(nn.Module):
+    """The paper's E_attr: torchvision's InceptionV3 up to the 2048-d pooled features (input resized to 299).
+
+    Images in [-1, 1] are mapped to ImageNet normalisation. ``weights`` (optional) is a torchvision
+    ``inception_v3`` ImageNet state_dict (the paper initialises from ImageNet); without it the network
+    starts from random init, since nothing is downloaded here.
+    """
+
+    MEAN = (0.485, 0.456, 0.406)
+    STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, weights: str | None = None):
+        super().__init__()
+        from torchvision.models import inception_v3
+
+        net = inception_v3(weights=None, aux_logits=False, init_weights=True)
+        net.fc = nn.Identity()
+        if weights:
+            state = _read_state(weights)
+            state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise ValueError(f"{weights}: not a torchvision inception_v3 state_dict "
+                                 f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
+        self.net, self.dim = net, 2048
+        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x):
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return self.net(((x + 1) / 2 - self.mean) / self.std)
+
+
+def _read_state(path: str) -> dict:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state_dict, got {type(state).__name__}")
+    return state.get("state_dict", state)
+
+
+def build_attr_encoder(m, size: int) -> nn.Module:
+    """``model.attr_encoder``: inception_v3 (paper) | small."""
+    if m.attr_encoder == "inception_v3":
+        return InceptionAttrEncoder(m.attr_weights)
+    if m.attr_encoder == "small":
+        if m.attr_weights:
+            raise ValueError("model.attr_weights is only for attr_encoder=inception_v3")
+        return SmallAttrEncoder(size, m.attr_dim, m.attr_width)
+    raise ValueError(f"unknown model.attr_encoder {m.attr_encoder!r}; choose inception_v3 or small")

@@ -1,0 +1,131 @@
+"""Sample (w, image) pairs from a StyleGAN2 generator: the training data of method 3 (Nitzan et al. 2020).
+
+    python scripts/generate_w_dataset.py --generator runs/stylegan2_synth/checkpoint-latest.pt \\
+        --out cache/w_synth --count 6000 --truncation 0.7
+
+--generator is a public-format StyleGAN2 checkpoint (g_ema + latent_avg) or a stylegan2 run's checkpoint.
+z_i is row i of numpy's ``default_rng(seed).standard_normal((count, style_dim))`` as float32 (the same z for any
+--batch; w may differ in the last bits), w_i = w_avg + truncation * (mapping(z_i) - w_avg), image_i =
+synthesis(w_i) with the generator's constant noise, optionally resized to --size (bilinear, antialiased).
+Writes (the layout data/w_codes.py reads):
+
+    OUT/images/{i // 1000:05d}/{i:06d}.png    uint8 RGB
+    OUT/w.npy                                 float32 (count, style_dim)
+    OUT/meta.json                             written last and atomically: without it the folder is incomplete
+
+A non-empty OUT is refused unless --force, which first removes OUT/meta.json, OUT/w.npy and OUT/images/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from data.w_codes import image_path  # noqa: E402
+from models.nets.stylegan2 import load_generator  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--generator", required=True, help="StyleGAN2 checkpoint (public format or a stylegan2 run's)")
+    p.add_argument("--out", required=True, help="output folder (must be empty or absent unless --force)")
+    p.add_argument("--count", type=int, required=True, help="number of samples")
+    p.add_argument("--truncation", type=float, default=0.7, help="w truncation toward w_avg (1 = none)")
+    p.add_argument("--size", type=int, default=None, help="resize images to this size (default: the generator's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the z sequence")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--force", action="store_true", help="overwrite the dataset files in a non-empty --out")
+    args = p.parse_args(argv)
+    if args.count <= 0 or args.batch <= 0 or (args.size is not None and args.size <= 0):
+        p.error("--count, --batch and --size must be positive")
+    return args
+
+
+def z_codes(seed: int, count: int, style_dim: int, batch: int):
+    """Consecutive float32 blocks of the seeded standard-normal sequence (independent of ``batch``)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, count, batch):
+        n = min(batch, count - start)
+        yield start, torch.from_numpy(rng.standard_normal((n, style_dim)).astype(np.float32))
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), the mapping of metrics.grid: round((x + 1) * 127.5)."""
+    u = torch.floor((img.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8)
+    return u.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def synthesize(g, w_avg, z: torch.Tensor, truncation: float, size: int | None):
+    """(w after truncation (B, style_dim), images uint8 (B, H, W, 3))."""
+    w = g.truncate(g.mapping(z), truncation, w_avg)
+    img = g.synthesis(w, noise_mode="const")
+    if size is not None and size != img.shape[-1]:
+        img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return w, to_uint8(img)
+
+
+def prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise FileExistsError(f"{out} is not empty; pick another --out or add --force to overwrite")
+        (out / "meta.json").unlink(missing_ok=True)  # first: the folder reads as incomplete from here on
+        (out / "w.npy").unlink(missing_ok=True)
+        shutil.rmtree(out / "images", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_json_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    out = Path(args.out)
+    try:
+        g, w_avg = load_generator(args.generator, device)
+        prepare_out(out, args.force)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    ws = np.empty((args.count, g.style_dim), np.float32)
+    size = args.size or g.size
+    with tqdm(total=args.count, unit="img", desc="w dataset") as bar:
+        for start, z in z_codes(args.seed, args.count, g.style_dim, args.batch):
+            w, imgs = synthesize(g, w_avg, z.to(device), args.truncation, args.size)
+            ws[start:start + len(z)] = w.float().cpu().numpy()
+            for k, im in enumerate(imgs):
+                path = image_path(out, start + k)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(im).save(path)
+            bar.update(len(z))
+    np.save(out / "w.npy", ws)
+    write_json_atomic({"count": args.count, "size": size, "style_dim": g.style_dim, "n_latent": g.n_latent,
+                       "truncation": args.truncation, "seed": args.seed, "generator": str(args.generator),
+                       "generator_size": g.size, "noise_mode": "const",
+                       "z": "numpy default_rng(seed).standard_normal((count, style_dim)) as float32"},
+                      out / "meta.json")
+    print(f"wrote {args.count} samples to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
