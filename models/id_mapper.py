@@ -8,7 +8,8 @@ M's w from the generator's real w. Losses on ``out``: identity (vs E_id(I_id)), 
 non-saturating adversarial on w, and, on same-image steps (I_id == I_attr), L1 + MS-SSIM pixel loss.
 
 Step schedule (as the original code's ``cross_frequency``): step s is a *cross* step (I_id and I_attr are
-different images, no pixel loss) when ``s % cross_frequency == 0``, otherwise a same-image step; the W
+different images, no pixel loss) when ``s % cross_frequency == 0``, otherwise a same-image step; with
+``model.train_real_attr`` (the original's flag) a cross step's I_attr is a real image (``data.real_attr``); the W
 adversarial terms run on steps with ``s % w_adv_every == 0`` (the original alternates, every 2nd step).
 Update order per step: M+E_attr on the non-adversarial loss (optimizer ``main``), M+E_attr on the
 adversarial loss (optimizer ``adv``, 0.1x lr), then D_W (0.4x lr, R1 on real w). All three use gradients
@@ -48,6 +49,24 @@ def load_frozen(cfg, device) -> dict:
         "id": build_identity_encoder(m.identity, m.identity_weights, device),
         "landmarks": build_landmark_net(m.landmarks_weights, device),
     }
+
+
+def real_attribute_images(d):
+    """``data.real_attr``: 'synthetic' (fresh renders of the embedded faces at data.size) or an image folder."""
+    if d.real_attr == "synthetic":
+        from data.synthetic import SyntheticFaces
+
+        return SyntheticFaces(size=d.size, length=d.train_length, seed=d.seed, split="id-real-attributes",
+                              n_identities=d.n_identities, cache_dir=d.cache_dir)
+    from pathlib import Path
+
+    from data.folders import IMAGE_EXTENSIONS, DatasetLayoutError, ImageDomain
+
+    root = Path(d.real_attr or "")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if root.is_dir() else []
+    if not paths:
+        raise DatasetLayoutError(f"data.real_attr must be 'synthetic' or a folder of images; {root} has none")
+    return ImageDomain(paths, d.size, d.crop)
 
 
 class IdMapper(Method):
@@ -90,7 +109,10 @@ class IdMapper(Method):
             raise ValueError("data.root must name a folder written by scripts/generate_w_dataset.py")
         ds = WCodeDataset(d.root, split=split, val_count=d.val_count)
         # two independent streams over one dataset: identity images, attribute images (+ real w for D_W)
-        return {"id": ds, "attr": ds}
+        out = {"id": ds, "attr": ds}
+        if cfg.model.train_real_attr and split == "train":
+            out["real"] = real_attribute_images(d)
+        return out
 
     # --- inference -------------------------------------------------------------------------------
     def fit(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +152,8 @@ class IdMapper(Method):
         cross = m.cross_frequency > 0 and step % m.cross_frequency == 0
         use_adv = m.lambda_adv > 0 and step % m.w_adv_every == 0
         id_img = self.fit(batch["id"]["image"])
-        attr_img = self.fit(batch["attr"]["image"]) if cross else id_img
+        attr_src = batch["real"] if cross and m.train_real_attr else batch["attr"]
+        attr_img = self.fit(attr_src["image"]) if cross else id_img
         real_w = batch["attr"]["w"]
         logs = {"cross": float(cross)}
 

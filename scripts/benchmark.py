@@ -1,9 +1,10 @@
-"""Train-step throughput of every method on random batches (no datasets read), plus the synthetic loader.
+"""Train-step throughput of every method, plus the synthetic loader.
 
 For each config: build the method (through ``models.METHODS``, so any registered method works) on the
-chosen device, then time ``--steps`` train steps after ``--warmup`` untimed ones on random images in [-1, 1]
-shaped like the config's data (``data.batch_size`` per domain, 3 x data.size x data.size), exactly as the
-training loop feeds them (``to_device``, ``train_step``, ``update_ema``). Prints a Markdown table.
+chosen device, then time ``--steps`` train steps after ``--warmup`` untimed ones, exactly as the training
+loop feeds them (``to_device``, ``train_step``, ``update_ema``). Inputs: random images in [-1, 1] for
+image-folder data (no dataset needed), the first batches of the method's own datasets for synthetic / W-code
+data (methods 3's networks also read labels and w). Prints a Markdown table.
 
     python scripts/benchmark.py                                   # the four default configs, device auto
     python scripts/benchmark.py configs/synth_glasses.yaml --device cuda --amp bf16 --channels-last
@@ -65,6 +66,22 @@ def random_batch(cfg, device: torch.device, generator: torch.Generator) -> dict:
     return {k: {"image": torch.rand(bs, 3, size, size, generator=generator).mul_(2).sub_(1)} for k in DOMAINS}
 
 
+def example_batches(cfg, method, device: torch.device, generator: torch.Generator, n: int) -> list[dict]:
+    """``n`` batches shaped as the loop feeds ``method``: random a/b images for image-folder data (CelebA
+    configs need no dataset here); real first batches of the method's own datasets for data that is cheap to
+    read (synthetic renders, generated W datasets), since those methods also read labels or w codes."""
+    if cfg.data.name not in ("synthetic", "w_codes"):
+        return [to_device(random_batch(cfg, device, generator), device) for _ in range(n)]
+    from data.sampler import make_stream
+
+    c = Config(cfg)
+    c.data = Config(cfg.data)
+    c.data.update(train_length=min(cfg.data.train_length, 4 * cfg.data.batch_size), cache_dir=None)
+    streams = {k: make_stream(ds, c.data.batch_size, cfg.seed, k, 0, 1, 0, False)
+               for k, ds in method.datasets(c, "train").items()}
+    return [to_device({k: next(s) for k, s in streams.items()}, device) for _ in range(n)]
+
+
 def bench_train(cfg, device: torch.device, amp: str, channels_last: bool, steps: int, warmup: int) -> dict:
     seed_everything(cfg.seed)
     if device.type == "cuda":
@@ -78,8 +95,10 @@ def bench_train(cfg, device: torch.device, amp: str, channels_last: bool, steps:
     ctx = StepContext(device, amp)
     g = torch.Generator().manual_seed(cfg.seed)
     # a few distinct random batches, made up front so their creation is not timed
-    batches = [to_device(random_batch(cfg, device, g), device, channels_last) for _ in range(min(2, steps + warmup))]
-    images_per_step = cfg.data.batch_size * len(DOMAINS)
+    batches = example_batches(cfg, method, device, g, min(2, steps + warmup))
+    if channels_last:
+        batches = [to_device(b, device, True) for b in batches]
+    images_per_step = cfg.data.batch_size * len(batches[0])
     step = 0
     for _ in range(warmup):
         method.train_step(batches[step % len(batches)], step, ctx)

@@ -60,3 +60,13 @@ def test_unknown_config_and_bad_device(capsys):
     assert "unknown config 'no_such_config'" in capsys.readouterr().err
     assert mod.main(["synth_glasses", "--device", "gpu"]) != 0
     assert "auto|cpu|cuda" in capsys.readouterr().err
+
+
+def test_methods_with_their_own_datasets_get_real_batches(capsys):
+    """stylegan2 reads batch["real"], not a/b domains: the benchmark feeds it its own (synthetic) dataset."""
+    rc = _load().main(["stylegan2_synth", "model.width=0.03125", "data.batch_size=2", "data.train_length=8",
+                       "--device", "cpu", "--steps", "1", "--warmup", "0"])
+    assert rc == 0
+    header, rows = _table_rows(capsys.readouterr().out)
+    assert rows[0]["method"] == "stylegan2" and rows[0]["batch (img/step)"] == "2"
+    assert float(rows[0]["img/s"]) > 0

@@ -176,3 +176,22 @@ def test_optional_w_loss_on_same_image_steps_only(pipeline):
     assert train.main(mapper_args(pipeline, "wloss", "train.steps=2", "model.lambda_w=1.0")) == 0
     stats = [json.loads(ln) for ln in (pipeline["tmp"] / "wloss" / "stats.jsonl").read_text().splitlines()]
     assert ["loss/w" in s for s in stats] == [False, True]  # step 0 is a cross step
+
+
+def test_real_attribute_images_on_cross_steps(pipeline, tmp_path):
+    from core.config import load_config
+    from models.id_mapper import IdMapper
+
+    args = mapper_args(pipeline, "real", "train.steps=1", "model.train_real_attr=true", "data.size=32",
+                       "data.train_length=16")
+    cfg = load_config(args[1], args[2:])
+    sets = IdMapper.datasets(cfg, "train")
+    assert set(sets) == {"id", "attr", "real"} and sets["real"][0]["image"].shape == (3, 32, 32)
+    assert "real" not in IdMapper.datasets(cfg, "test")
+    assert train.main(args) == 0
+    _write_faces(tmp_path / "faces", ["f0.png", "f1.jpg"], 5)
+    cfg.data.real_attr = str(tmp_path / "faces")
+    assert len(IdMapper.datasets(cfg, "train")["real"]) == 2
+    cfg.data.real_attr = str(tmp_path / "empty")
+    with pytest.raises(ValueError, match="real_attr"):
+        IdMapper.datasets(cfg, "train")
