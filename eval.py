@@ -24,11 +24,13 @@ def parse_args(argv=None):
 def evaluators():
     from metrics.content_transfer import evaluate_content_transfer
     from metrics.face_nets import evaluate_face_nets_run
+    from metrics.gan import evaluate_gan
     from metrics.id_disentangle import evaluate_id_disentanglement
     from metrics.mask_transfer import evaluate_mask_transfer
 
     return {"content_ae": evaluate_content_transfer, "mask_ct": evaluate_mask_transfer,
-            "id_mapper": evaluate_id_disentanglement, "face_nets": evaluate_face_nets_run}
+            "id_mapper": evaluate_id_disentanglement, "face_nets": evaluate_face_nets_run,
+            "stylegan2": evaluate_gan}
 
 
 def main(argv=None) -> int:
