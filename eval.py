@@ -24,13 +24,15 @@ def parse_args(argv=None):
 def evaluators():
     from metrics.content_transfer import evaluate_content_transfer
     from metrics.face_nets import evaluate_face_nets_run
+    from metrics.g2g import evaluate_g2g
     from metrics.gan import evaluate_gan
     from metrics.id_disentangle import evaluate_id_disentanglement
+    from metrics.mad import evaluate_mad
     from metrics.mask_transfer import evaluate_mask_transfer
 
     return {"content_ae": evaluate_content_transfer, "mask_ct": evaluate_mask_transfer,
-            "id_mapper": evaluate_id_disentanglement, "face_nets": evaluate_face_nets_run,
-            "stylegan2": evaluate_gan}
+            "id_mapper": evaluate_id_disentanglement, "face_nets": evaluate_face_nets_run, "g2g": evaluate_g2g,
+            "stylegan2": evaluate_gan, "mad": evaluate_mad}
 
 
 def main(argv=None) -> int:

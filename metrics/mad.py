@@ -1,0 +1,184 @@
+"""MAD evaluation: swap grid, disentanglement matrix + DCI score (synthetic ground truth), LFW
+verification on the identity part and AffectNet expression accuracy on the expression part.
+
+DCI disentanglement (Eastwood & Williams, ICLR 2018): from a non-negative importance matrix R (code dims
+x factors), P_ij = R_ij / sum_k R_ik, D_i = 1 - H_K(P_i.) with the entropy in base K (number of factors),
+and D = sum_i rho_i D_i with rho_i = sum_j R_ij / sum_ij R_ij. Importances here are absolute ridge
+coefficients (standardised code -> standardised factor values), summed over a factor group's values.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from data.identity_batches import FACTOR_KEYS, FactorFaces
+from data.synthetic import SyntheticFaces
+from metrics.grid import image_grid, save_png
+from metrics.probe import linear_probe, ridge_probe
+from metrics.tables import markdown_table
+
+PART_KEYS = ("pose", "identity", "style", "expression")
+
+
+# --- DCI -----------------------------------------------------------------------------------------
+def dci_disentanglement(importance) -> float:
+    """DCI disentanglement of an importance matrix (D codes, K factors); 1 = each code informs one factor."""
+    r = np.abs(np.asarray(importance, np.float64))
+    k = r.shape[1]
+    if k < 2 or r.sum() == 0:
+        return 0.0
+    row = r.sum(1)
+    keep = row > 0
+    p = r[keep] / row[keep, None]
+    logp = np.log(np.where(p > 0, p, 1.0)) / np.log(k)
+    d = 1.0 + (p * logp).sum(1)
+    return float((d * row[keep] / row[keep].sum()).sum())
+
+
+def _standardise(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, np.float64)
+    sd = a.std(0)
+    return (a - a.mean(0)) / np.where(sd > 1e-12, sd, 1.0)
+
+
+def importance_matrix(codes, groups: dict, alpha: float = 1.0) -> np.ndarray:
+    """(D, len(groups)) absolute ridge coefficients of each code dim for each factor group (summed over values)."""
+    x = _standardise(codes)
+    gram = x.T @ x + alpha * np.eye(x.shape[1])
+    cols = [np.abs(np.linalg.solve(gram, x.T @ _standardise(y))).sum(1) for y in groups.values()]
+    return np.stack(cols, 1)
+
+
+# --- disentanglement matrix ------------------------------------------------------------------------
+def r2_matrix(parts: dict, truth: dict, n_train: int, alpha: float = 1.0) -> np.ndarray:
+    """R^2 (test rows after ``n_train``) of a ridge probe from each part (rows) to each ground-truth group (cols)."""
+    out = np.zeros((len(parts), len(truth)))
+    for i, p in enumerate(parts.values()):
+        for j, t in enumerate(truth.values()):
+            out[i, j] = ridge_probe(p[:n_train], t[:n_train], p[n_train:], t[n_train:], alpha)["mean_r2"]
+    return out
+
+
+def heatmap_png(mat, rows, cols, path, cell: int = 56) -> Path:
+    """A labelled heatmap (values clipped to [0, 1], white -> blue) as PNG."""
+    mat = np.asarray(mat, np.float64)
+    left, top = 90, 24
+    img = Image.new("RGB", (left + cell * mat.shape[1], top + cell * mat.shape[0]), "white")
+    draw = ImageDraw.Draw(img)
+    for j, c in enumerate(cols):
+        draw.text((left + j * cell + 3, 6), c[:9], fill="black")
+    for i, r in enumerate(rows):
+        draw.text((4, top + i * cell + cell // 2 - 5), r[:14], fill="black")
+        for j in range(mat.shape[1]):
+            v = float(np.clip(mat[i, j], 0, 1))
+            colour = tuple(int(255 - v * (255 - c)) for c in (30, 80, 200))
+            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 2, top + (i + 1) * cell - 2)
+            draw.rectangle(box, fill=colour)
+            draw.text((box[0] + 8, box[1] + cell // 2 - 6), f"{mat[i, j]:.2f}", fill="black" if v < 0.6 else "white")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+# --- LFW / AffectNet -------------------------------------------------------------------------------
+def verification_accuracy(dist, same, fold, thresholds=None) -> dict:
+    """k-fold verification: per fold, the threshold best on the other folds (same if dist <= t) scores it."""
+    dist, same, fold = (np.asarray(a) for a in (dist, same, fold))
+    thresholds = np.unique(dist) if thresholds is None else np.asarray(thresholds)
+    pred = dist[None, :] <= thresholds[:, None]  # (T, N)
+    correct = pred == (same[None, :] == 1)
+    accs = []
+    for f in np.unique(fold):
+        test = fold == f
+        best = correct[:, ~test].mean(1).argmax() if (~test).any() else correct[:, test].mean(1).argmax()
+        accs.append(correct[best, test].mean())
+    return {"accuracy": float(np.mean(accs)), "std": float(np.std(accs)), "folds": len(accs)}
+
+
+def _batched_parts(method, nets, images, bs) -> dict:
+    chunks = [method.encode(images[i:i + bs].to(method.device), nets) for i in range(0, len(images), bs)]
+    return {k: torch.cat([c[k] for c in chunks]).float().cpu() for k in PART_KEYS}
+
+
+def _stack(ds, key, n, start=0):
+    return torch.stack([ds[i][key] for i in range(start, start + n)])
+
+
+def lfw_verification(method, nets, root, size, bs, max_pairs=None) -> dict:
+    """LFW pairs (official folds kept): squared L2 distance of the identity parts, k-fold accuracy."""
+    from data.lfw import LFWPairs
+
+    pairs = LFWPairs(root, size=size)
+    n = len(pairs) if max_pairs is None else min(max_pairs, len(pairs))
+    a = _batched_parts(method, nets, _stack(pairs, "image", n), bs)["identity"]
+    b = _batched_parts(method, nets, _stack(pairs, "image2", n), bs)["identity"]
+    dist = ((a - b) ** 2).sum(1).numpy()
+    return verification_accuracy(dist, pairs.same[:n], pairs.fold[:n], np.arange(0, 4.0001, 0.01))
+
+
+def expression_accuracy(method, nets, root, size, bs, max_images=4000) -> dict:
+    """AffectNet: linear probe on the expression part, trained on the training split, scored on validation."""
+    from data.affectnet import AffectNet
+
+    feats, labels = [], []
+    for split in ("train", "validation"):
+        ds = AffectNet(root, split, size=size)
+        n = min(max_images, len(ds))
+        feats.append(_batched_parts(method, nets, _stack(ds, "image", n), bs)["expression"])
+        labels.append(ds.labels["expression"][:n])
+    return linear_probe(feats[0], labels[0], feats[1], labels[1])
+
+
+# --- synthetic -------------------------------------------------------------------------------------
+def swap_grid(method, nets, a, b) -> list[list[torch.Tensor]]:
+    """Rows per pair: a, b, recon(a), then a with b's pose / identity / style / expression."""
+    pa, pb = method.encode(a, nets), method.encode(b, nets)
+    cols = [a, b, method.decode(pa, nets)]
+    for k in PART_KEYS:
+        cols.append(method.decode({**pa, k: pb[k]}, nets))
+    return [[c[i].float().clamp(-1, 1) for c in cols] for i in range(a.shape[0])]
+
+
+def synthetic_test(cfg, n):
+    d = cfg.data
+    faces = SyntheticFaces(d.size, min(n, d.test_length), d.seed, "test", d.n_identities, cache_dir=d.cache_dir)
+    return FactorFaces(faces)
+
+
+def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
+    nets = method.eval_nets(use_ema)
+    ds = synthetic_test(cfg, cfg.eval.max_images)
+    n = len(ds)
+    x = _stack(ds, "image", n)
+    parts = {k: v.double().numpy() for k, v in _batched_parts(method, nets, x, cfg.eval.batch_size).items()}
+    truth = {k: np.stack([ds[i][f"f_{k}"].numpy() for i in range(n)]) for k in FACTOR_KEYS}
+    r2 = r2_matrix(parts, truth, n // 2)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = [{"part": p, **{f"R2 {g}": r2[i, j] for j, g in enumerate(truth)}} for i, p in enumerate(parts)]
+    (out_dir / "disentanglement.md").write_text(markdown_table(table) + "\n")
+    heatmap_png(r2, [f"{p} ({method.dims[p]})" for p in parts], list(truth), out_dir / "disentanglement.png")
+    code = np.concatenate([parts[k] for k in PART_KEYS], 1)
+    row = {"data": f"synthetic test ({n})", "dci_disentanglement": dci_disentanglement(importance_matrix(code, truth))}
+    row.update({f"r2_{p}->{p}": r2[i, list(truth).index(p)] for i, p in enumerate(parts)})
+    row["r2_offdiag_mean"] = float((r2.sum() - sum(row[f"r2_{p}->{p}"] for p in parts)) / (r2.size - len(parts)))
+    with torch.no_grad():
+        rec = method.reconstruct(x[:cfg.eval.batch_size].to(method.device), nets).float().cpu()
+    row["recon_l1"] = float((rec - x[:len(rec)]).abs().mean())
+    k = min(cfg.eval.num_display, n // 2)
+    save_png(image_grid(swap_grid(method, nets, x[:k].to(method.device), x[k:2 * k].to(method.device))),
+             out_dir / "swap_grid.png")
+    rows = [row]
+    size, bs = cfg.data.size, cfg.eval.batch_size
+    if cfg.eval.lfw_root:
+        v = lfw_verification(method, nets, cfg.eval.lfw_root, size, bs, cfg.eval.lfw_max_pairs)
+        rows.append({"data": "LFW pairs", "lfw_accuracy": v["accuracy"], "lfw_std": v["std"]})
+    if cfg.eval.affectnet_root:
+        e = expression_accuracy(method, nets, cfg.eval.affectnet_root, size, bs, cfg.eval.affectnet_max_images)
+        rows.append({"data": "AffectNet validation", "expr_accuracy": e["accuracy"],
+                     "expr_balanced_accuracy": e["balanced_accuracy"]})
+    return rows

@@ -1,0 +1,132 @@
+"""Method 4 (G2G cross-training): identity pair sampler, tiny training run (losses, grids, resume), the VGGFace2
+ResNet-50 loader, eval against the synthetic ground truth."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import eval as eval_cli
+import train
+from core import checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMS = ("loss/long", "loss/short", "loss/cyc_content", "loss/cyc_id", "loss/g_adv", "loss/gen", "loss/dis")
+
+
+def g2g_args(tmp, name, *extra):
+    return ["--config", str(ROOT / "configs/g2g_synth.yaml"), f"run.dir={tmp}", f"run.name={name}",
+            f"data.cache_dir={tmp / 'cache'}", "data.train_length=24", "data.test_length=8", "data.n_identities=6",
+            "data.batch_size=2", "model.class_encoder=small", "model.nf=8", "model.nfd=8", "model.nf_mlp=16",
+            "model.latent_dim=8", "model.n_res_blks=1", "eval.identity_judge=null", "train.log_every=1",
+            "train.image_every=3", "train.grid_size=2", "eval.max_images=6", "eval.num_display=3", *extra]
+
+
+def _stats(run):
+    return {s["step"]: s for s in map(json.loads, (run / "stats.jsonl").read_text().splitlines())}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("g2g")
+    assert train.main(g2g_args(tmp, "g", "train.steps=3")) == 0
+    return tmp, tmp / "g"
+
+
+def test_pairs_have_different_identities_and_are_deterministic(tmp_path):
+    from data.identity_pairs import IdentityPairs
+    from data.synthetic import SyntheticFaces
+
+    faces = SyntheticFaces(size=32, length=30, n_identities=3, cache_dir=str(tmp_path))
+    pairs, again = IdentityPairs(faces, seed=1, partners=4), IdentityPairs(faces, seed=1, partners=4)
+    assert len(pairs) == 120
+    partners = [pairs.partner(k) for k in range(len(pairs))]
+    assert all(faces.identities[k % 30] != faces.identities[j] for k, j in enumerate(partners))
+    assert partners == [again.partner(k) for k in range(len(pairs))]
+    assert partners != [IdentityPairs(faces, seed=2, partners=4).partner(k) for k in range(len(pairs))]
+    assert len({partners[k] for k in range(0, 120, 30)}) > 1  # one image meets several partners
+    item = pairs[(5, True)]
+    assert int(item["identity"]) != int(item["identity2"]) and int(item["index2"]) == partners[5]
+    assert torch.equal(item["image"], faces[(5, True)]["image"])
+    with pytest.raises(ValueError, match="two identities"):
+        IdentityPairs(SyntheticFaces(size=32, length=4, n_identities=1, cache_dir=str(tmp_path)))
+
+
+def test_train_logs_every_term_writes_grids_and_resumes(trained):
+    tmp, run = trained
+    stats = _stats(run)
+    assert sorted(stats) == [1, 2, 3]
+    for s in stats.values():
+        assert all(k in s and np.isfinite(s[k]) for k in TERMS)
+    assert sorted(p.name for p in (run / "grids").glob("*.png")) == [
+        "recon-0000000.png", "recon-0000003.png", "swap-0000000.png", "swap-0000003.png"]
+    state = ckpt.load(run / ckpt.LATEST)
+    assert state["step"] == 3 and set(state["optims"]) == {"gen", "dis"}
+    assert {k.split(".")[0] for k in state["nets"]} == {"content_enc", "class_enc", "decoder", "disc"}
+    assert train.main(g2g_args(tmp, "half", "train.steps=2")) == 0
+    assert train.main(g2g_args(tmp, "half", "train.steps=3", "--resume", "auto")) == 0
+    half = ckpt.load(tmp / "half" / ckpt.LATEST)
+    for k, v in state["nets"].items():  # a resumed run replays the same pairs: bit-exact
+        assert torch.equal(v, half["nets"][k]), k
+    assert train.main(g2g_args(tmp, "g", "train.steps=5", "--resume", "auto")) == 0
+    assert sorted(_stats(run)) == [1, 2, 3, 4, 5] and ckpt.load(run / ckpt.LATEST)["step"] == 5
+
+
+def test_zero_weights_drop_their_terms(tmp_path):
+    assert train.main(g2g_args(tmp_path, "z", "train.steps=1", "model.gamma_c=0", "model.zeta=0",
+                               "model.delta=0")) == 0
+    s = _stats(tmp_path / "z")[1]
+    assert "loss/cyc_content" not in s and "loss/dis" not in s and "loss/g_adv" not in s
+    assert all(k in s for k in ("loss/long", "loss/short", "loss/cyc_id"))
+
+
+def test_resnet50_vggface2_loader(tmp_path):
+    from models.nets.g2g_nets import ResNet50VGGFace2, load_resnet50_vggface2
+
+    torch.manual_seed(0)
+    net = ResNet50VGGFace2().eval()
+    sd = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "resnet50_ft.pth"
+    torch.save(sd, path)
+    loaded = load_resnet50_vggface2(path)
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(loaded(x), net(x)) and loaded(x).shape == (1, 2048)
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_resnet50_vggface2(tmp_path / "missing.pth")
+    del sd["classifier.weight"]
+    torch.save(sd, path)
+    with pytest.raises(ValueError, match="classifier.weight"):
+        load_resnet50_vggface2(path)
+
+
+def test_eval_table_and_baselines(trained, tmp_path):
+    _, run = trained
+    assert eval_cli.main(["--checkpoint", str(run / ckpt.LATEST), "--out", str(tmp_path)]) == 0
+    rows = {r["result"]: r for r in json.loads((tmp_path / "metrics.json").read_text())}
+    assert set(rows) == {"method", "copy source", "copy target"}
+    assert rows["copy target"]["target_l1"] == 0 and rows["copy source"]["source_l1"] == 0
+    assert rows["copy target"]["source_l1"] == pytest.approx(rows["copy source"]["target_l1"])
+    assert all(np.isfinite(r["gt_psnr"]) and r["gt_l1"] > 0 for r in rows.values())
+    assert np.isfinite(rows["method"]["recon_psnr"])
+    assert (tmp_path / "swap_grid.png").is_file() and (tmp_path / "swap_vs_ground_truth.png").is_file()
+
+
+def test_frozen_resnet50_class_encoder_in_the_method(tmp_path):
+    from core.config import load_config
+    from models import build_method
+    from models.nets.g2g_nets import ResNet50VGGFace2
+
+    path = tmp_path / "resnet50_ft.pth"
+    torch.save(ResNet50VGGFace2().state_dict(), path)
+    over = ["model.class_encoder=resnet50_vggface2", "model.class_input_size=32", "model.nf=8", "model.nfd=8",
+            "model.nf_mlp=16", "model.n_res_blks=1"]
+    with pytest.raises(FileNotFoundError, match="class_weights"):
+        build_method(load_config(ROOT / "configs/g2g_synth.yaml", over + [f"model.class_weights={tmp_path}/x.pth"]),
+                     torch.device("cpu"))
+    g = build_method(load_config(ROOT / "configs/g2g_synth.yaml", over + [f"model.class_weights={path}"]),
+                     torch.device("cpu"))
+    assert "class_enc" not in g.nets and g.class_code(torch.zeros(2, 3, 32, 32)).shape == (2, 2048)
+    g.train()  # the frozen encoder stays in eval mode (the original's BN drift is not copied)
+    assert not any(mod.training for mod in g.frozen["class_enc"].modules())

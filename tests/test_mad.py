@@ -1,0 +1,173 @@
+"""Method 5 (MAD): identity batches, the three phases chained with --init, loss logging, DCI, LFW/AffectNet
+metric paths and eval.py on a tiny checkpoint."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import eval as eval_cli
+import train
+from core.config import load_config
+from data.identity_batches import FactorFaces, IdentityGroups, build_identity_groups, flatten_groups
+from data.sampler import StepBatchSampler
+from data.synthetic import SyntheticFaces
+from metrics.mad import (dci_disentanglement, expression_accuracy, importance_matrix, lfw_verification,
+                         verification_accuracy)
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["data.train_length=96", "data.test_length=24", "data.n_identities=10", "data.size=32",
+        "data.batch_size=4", "train.log_every=1", "train.grid_size=2", "model.width=0.125", "model.hidden=32",
+        "model.dz_hidden=32", "eval.max_images=24", "eval.num_display=2", "eval.batch_size=8"]
+AE = {"loss/rec", "loss/z_adv", "loss/img_adv"}
+DIS = {"loss/zrec", "loss/f_pose", "loss/f_identity", "loss/f_style", "loss/f_expression", "loss/cycle", "loss/aug",
+       "loss/disent"}
+
+
+def _batch(ds, step, seed=0):
+    s = StepBatchSampler(len(ds), 4, seed, "faces", start_step=step)
+    return torch.utils.data.default_collate([ds[i] for i in s.batch_at(step)])
+
+
+def test_identity_batches_have_positives_and_are_deterministic(tmp_path):
+    faces = SyntheticFaces(32, 96, 0, "train", 10, cache_dir=str(tmp_path))
+    ds = IdentityGroups(FactorFaces(faces), group_size=3, seed=0)
+    for step in range(5):
+        b = flatten_groups(_batch(ds, step))
+        ids = b["identity"]
+        same = (ids[:, None] == ids[None, :]).sum(1) - 1
+        assert (same >= 2).all() and b["image"].shape == (12, 3, 32, 32) and b["f_pose"].shape == (12, 4)
+        again = flatten_groups(_batch(IdentityGroups(FactorFaces(faces), group_size=3, seed=0), step))
+        assert torch.equal(b["image"], again["image"]) and torch.equal(ids, again["identity"])
+    # flipped items carry the mirrored pose (tx, roll negated)
+    plain, flip = ds.items[0], ds.items[(0, True)]
+    assert torch.allclose(flip["f_pose"], plain["f_pose"] * torch.tensor([-1.0, 1, -1, 1]))
+    with pytest.raises(ValueError, match="group_size"):
+        IdentityGroups(FactorFaces(faces), group_size=1)
+
+
+def _run(tmp, phase, steps=2, *extra):
+    args = ["--config", str(ROOT / f"configs/mad_synth_{phase}.yaml"), f"run.dir={tmp}", f"run.name={phase}",
+            f"data.cache_dir={tmp / 'cache'}", f"train.steps={steps}", *TINY, *extra]
+    assert train.main(args) == 0
+    return [json.loads(ln) for ln in (tmp / phase / "stats.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def phases(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mad")
+    logs = {"ae": _run(tmp, "ae", 4)}
+    logs["disentangle"] = _run(tmp, "disentangle", 2, "--init", str(tmp / "ae" / "checkpoint-latest.pt"))
+    logs["joint"] = _run(tmp, "joint", 4, "--init", str(tmp / "disentangle" / "checkpoint-latest.pt"))
+    return tmp, logs
+
+
+def test_phases_log_their_losses(phases):
+    _, logs = phases
+    keys = {p: set().union(*[r.keys() for r in recs]) for p, recs in logs.items()}
+    assert AE <= keys["ae"] and not DIS & keys["ae"] and {"loss/dz", "loss/d"} <= keys["ae"]
+    assert DIS <= keys["disentangle"] and not (AE | {"loss/dz", "loss/d"}) & keys["disentangle"]
+    assert AE | DIS | {"loss/dz", "loss/d"} <= keys["joint"]
+    assert "loss/d" in logs["ae"][0] and "loss/d" not in logs["ae"][1] and "loss/dz" in logs["ae"][2]
+
+
+def test_init_chains_and_disentangle_freezes_the_ae(phases):
+    tmp, _ = phases
+    ae = torch.load(tmp / "ae" / "checkpoint-latest.pt", weights_only=False)["nets"]
+    dis = torch.load(tmp / "disentangle" / "checkpoint-latest.pt", weights_only=False)["nets"]
+    joint = torch.load(tmp / "joint" / "checkpoint-latest.pt", weights_only=False)["nets"]
+    for k in ae:  # Q, P (weights and BN statistics), D_z and D unchanged by the disentangle phase
+        if k.split(".")[0] in ("q", "p", "dz", "d"):
+            assert torch.equal(ae[k], dis[k]), k
+    assert not torch.equal(ae["e.trunk.0.weight"], dis["e.trunk.0.weight"])
+    assert not torch.equal(dis["q.fc.weight"], joint["q.fc.weight"])
+
+
+def test_eval_writes_table_heatmap_and_grid(phases):
+    tmp, _ = phases
+    out = tmp / "eval"
+    assert eval_cli.main(["--checkpoint", str(tmp / "joint" / "checkpoint-latest.pt"), "--out", str(out)]) == 0
+    for f in ("disentanglement.md", "disentanglement.png", "swap_grid.png", "metrics.json"):
+        assert (out / f).is_file(), f
+    assert "R2 identity" in (out / "disentanglement.md").read_text()
+    assert "dci_disentanglement" in (out / "metrics.json").read_text()
+
+
+def test_dci_toy_cases():
+    assert dci_disentanglement(np.eye(4)) == pytest.approx(1.0)
+    assert dci_disentanglement(np.ones((4, 4))) == pytest.approx(0.0, abs=1e-12)
+    assert dci_disentanglement(np.array([[2.0, 0], [0.5, 0.5]])) == pytest.approx(2 / 3)  # D = 1, 0; rho = 2/3, 1/3
+    rng = np.random.default_rng(0)
+    f = {k: rng.normal(size=(400, 2)) for k in "abc"}
+    code = np.concatenate(list(f.values()), 1)
+    assert dci_disentanglement(importance_matrix(code, f)) > 0.95
+    mixed = code @ rng.normal(size=(6, 6))
+    assert dci_disentanglement(importance_matrix(mixed, f)) < 0.5
+
+
+def test_verification_folds():
+    dist = np.array([0.1, 0.2, 0.9, 0.8] * 3)
+    same = np.array([1, 1, 0, 0] * 3)
+    fold = np.repeat([0, 1, 2], 4)
+    assert verification_accuracy(dist, same, fold)["accuracy"] == 1.0
+    flipped = same.copy()
+    flipped[-1] = 1  # fold 2 gets one error at the threshold chosen on folds 0, 1
+    r = verification_accuracy(dist, flipped, fold)
+    assert r["accuracy"] == pytest.approx((1 + 1 + 0.75) / 3) and r["folds"] == 3
+
+
+class _Fixed:
+    """Stands in for MAD: parts from the mean colour of the image, no training needed."""
+    device = torch.device("cpu")
+
+    def encode(self, x, nets=None):
+        m = x.mean((2, 3))
+        pad = torch.zeros(x.shape[0], 29)
+        return {"pose": m, "identity": torch.cat([m, pad], 1), "style": torch.cat([m, pad], 1),
+                "expression": torch.cat([m, pad], 1)}
+
+
+def test_lfw_and_affectnet_paths(tmp_path):
+    from tests.test_real_loaders import make_lfw, save
+
+    root = make_lfw(tmp_path)
+    r = lfw_verification(_Fixed(), None, root, 16, 4)
+    assert r["folds"] == 2 and 0.0 <= r["accuracy"] <= 1.0
+    lms = ";".join(f"{30 + k % 5}.0;{40 + k % 7}.0" for k in range(68))
+    rows = []
+    for k, e in enumerate([0, 1, 0, 1, 0, 1]):
+        rel = f"{k}/img{k}.jpg"
+        save(tmp_path / "aff" / "Manually_Annotated_Images" / rel, 90, 110, colour=(200 * e + 20, 40, 40))
+        rows.append(f"{rel},10,20,60,70,{lms},{e},0.1,-0.1")
+    for name in ("training.csv", "validation.csv"):
+        (tmp_path / "aff" / name).write_text("\n".join(rows) + "\n")
+    acc = expression_accuracy(_Fixed(), None, tmp_path / "aff", 16, 4)
+    assert acc["accuracy"] == 1.0  # the class is the image colour
+
+
+def test_config_defaults_and_dims():
+    cfg = load_config(ROOT / "configs/mad_synth_joint.yaml")
+    assert cfg.model.phase == "joint" and sum(cfg.model.dims[k] for k in cfg.model.dims) == 99
+    assert list(cfg.model.pose_targets) == [0, 1, 2] and cfg.eval.lfw_root is None
+    ds = build_identity_groups(load_config(ROOT / "configs/mad_synth_ae.yaml", ["data.train_length=64",
+                                                                               "data.n_identities=8",
+                                                                               "data.cache_dir=null",
+                                                                               "data.size=32"]), "train")
+    assert len(ds) >= 1
+
+
+def test_triplet_sampling_rules():
+    from models.mad import identity_triplets, label_triplets
+
+    torch.manual_seed(0)
+    ids = torch.arange(4).repeat_interleave(3)
+    emb = torch.nn.functional.normalize(torch.randn(12, 8), dim=1)
+    pos, neg, valid = identity_triplets(emb, ids, 5)
+    assert (ids[pos] == ids).all() and (pos != torch.arange(12)).all() and (ids[neg] != ids).all() and valid.all()
+    labels = torch.arange(12.0)[:, None]
+    pos, neg = label_triplets(labels, 10)
+    assert ((labels[pos] - labels).abs().squeeze(1) == 1).all()
+    assert ((labels[neg] - labels).abs().squeeze(1) >= 6).all()  # ranks 10.. of 11 others
+    with pytest.raises(ValueError, match="no same-identity positive"):
+        identity_triplets(emb, torch.arange(12), 5)
