@@ -13,14 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metrics.batch import batched
 from metrics.grid import image_grid, save_png
 from metrics.image import l1, masked_l1, psnr, ssim
 from metrics.probe import linear_probe
-
-
-def _batched(fn, *tensors, bs=64):
-    outs = [fn(*(t[i:i + bs] for t in tensors)) for i in range(0, tensors[0].shape[0], bs)]
-    return torch.cat(outs)
 
 
 def _stack(ds, n, key="image"):
@@ -71,7 +67,7 @@ def evaluate_content_transfer(method, cfg, out_dir: Path, use_ema: bool = True) 
     a_next = torch.roll(a, -1, 0)
 
     def run(fn, *xs):
-        return _batched(lambda *t: fn(*t).float(), *xs, bs=bs)
+        return batched(lambda *t: fn(*t).float(), *xs, bs=bs)
 
     pred = {
         "transfer": run(lambda s, t: method.transfer(s, t, nets), a, b),
@@ -136,7 +132,7 @@ def domain_probes(method, cfg, nets, test_a, test_b) -> list[dict]:
 
     def feats(x):
         x = x.to(method.device)
-        codes = _batched(lambda t: torch.cat([c.flatten(1).float() for c in method.encode(t, nets)], 1), x,
+        codes = batched(lambda t: torch.cat([c.flatten(1).float() for c in method.encode(t, nets)], 1), x,
                          bs=cfg.eval.batch_size)
         return codes.cpu(), x.flatten(1).cpu()
 

@@ -14,8 +14,6 @@ Extractors map images in [-1, 1] to feature vectors:
 from __future__ import annotations
 
 import types
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -134,18 +132,12 @@ def load_fid_inception(path, device="cpu") -> FIDInception:
         raise ValueError("FID with Inception features needs its weights: pass the file "
                          "pt_inception-2015-12-05-6726825d.pth (eval.feature_weights=PATH), or use "
                          "eval.features=face_identity with a face_nets checkpoint")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"FID Inception weights not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state_dict")
+    from models.nets.weights import load_checked, read_state_dict
+
+    state = read_state_dict(path, "FID Inception weights")
     model = FIDInception()
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = model.net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise ValueError(f"{path} is not the FID Inception state_dict: missing {missing[:4]} ({len(missing)}), "
-                         f"unexpected {unexpected[:4]} ({len(unexpected)})")
+    load_checked(model.net, state, f"{path} (the FID Inception state_dict)")
     return model.to(device).eval().requires_grad_(False)
 
 

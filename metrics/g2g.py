@@ -16,12 +16,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from metrics.batch import batched
 from metrics.grid import image_grid, save_png
 from metrics.image import l1, psnr
-
-
-def _batched(fn, *tensors, bs=64):
-    return torch.cat([fn(*(t[i:i + bs] for t in tensors)) for i in range(0, tensors[0].shape[0], bs)])
 
 
 def synthetic_swap_pairs(cfg, n: int) -> dict:
@@ -42,7 +39,7 @@ def _scores(img, pairs, judge) -> dict:
     s = {"gt_l1": l1(img, pairs["gt"]).mean().item(), "gt_psnr": psnr(img, pairs["gt"]).mean().item(),
          "target_l1": l1(img, pairs["target"]).mean().item(), "source_l1": l1(img, pairs["source"]).mean().item()}
     if judge is not None:
-        e = {k: F.normalize(_batched(judge, t).float(), dim=1) for k, t in
+        e = {k: F.normalize(batched(judge, t).float(), dim=1) for k, t in
              (("img", img), ("source", pairs["source"]), ("gt", pairs["gt"]))}
         s["id_sim"] = (e["img"] * e["source"]).sum(1).mean().item()
         s["id_sim_gt"] = (e["img"] * e["gt"]).sum(1).mean().item()
@@ -69,10 +66,10 @@ def evaluate_g2g(method, cfg, out_dir: Path, use_ema: bool = True) -> list[dict]
 
         judge = build_identity_encoder("small", cfg.eval.identity_judge, device)
     pairs = {k: v.to(device) for k, v in synthetic_swap_pairs(cfg, cfg.eval.max_images).items()}
-    out = _batched(lambda a, b: method.swap(a, b, nets).float().clamp(-1, 1), pairs["target"], pairs["source"], bs=bs)
+    out = batched(lambda a, b: method.swap(a, b, nets).float().clamp(-1, 1), pairs["target"], pairs["source"], bs=bs)
     rows = [{"result": name, **_scores(img, pairs, judge)}
             for name, img in (("method", out), ("copy source", pairs["source"]), ("copy target", pairs["target"]))]
-    rec = _batched(lambda a: method.swap(a, a, nets).float().clamp(-1, 1), pairs["target"], bs=bs)
+    rec = batched(lambda a: method.swap(a, a, nets).float().clamp(-1, 1), pairs["target"], bs=bs)
     rows[0]["recon_psnr"] = psnr(rec, pairs["target"]).mean().item()
     rows[0]["judge"] = cfg.eval.identity_judge or "none"
 

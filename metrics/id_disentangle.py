@@ -23,12 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metrics.batch import batched
 from metrics.grid import image_grid, save_png
 from metrics.image import l1, psnr
-
-
-def _batched(fn, *tensors, bs=64):
-    return torch.cat([fn(*(t[i:i + bs] for t in tensors)) for i in range(0, tensors[0].shape[0], bs)])
 
 
 def synthetic_pairs(cfg, size: int, n: int) -> dict:
@@ -71,7 +68,7 @@ def judges(method, cfg, device) -> tuple:
 
 def _scores(out, pairs, ident, analysis, size) -> dict:
     """Scores of ``out`` for ``pairs`` (id, attr; attribute references pose / expression / landmarks px)."""
-    emb = lambda x: F.normalize(_batched(ident, x).float(), dim=1)  # noqa: E731
+    emb = lambda x: F.normalize(batched(ident, x).float(), dim=1)  # noqa: E731
     e_out, e_id, e_attr = emb(out), emb(pairs["id"]), emb(pairs["attr"])
     sim_id, sim_attr = (e_out * e_id).sum(1), (e_out * e_attr).sum(1)
     pred = _analyse(analysis, out, size)
@@ -89,13 +86,13 @@ def _scores(out, pairs, ident, analysis, size) -> dict:
 
 def _analyse(analysis, x, size) -> dict:
     """The analysis judge's pose, expression and landmarks (in pixels of ``size``)."""
-    pred = {k: _batched(lambda t: analysis(t)[k], x).float() for k in ("pose", "expression", "landmarks")}
+    pred = {k: batched(lambda t: analysis(t)[k], x).float() for k in ("pose", "expression", "landmarks")}
     pred["landmarks"] = (pred["landmarks"] + 1) * size / 2 - 0.5  # normalised coords -> pixels
     return pred
 
 
 def _table(method, nets, pairs, ident, analysis, size, bs, data: str) -> tuple[list[dict], torch.Tensor]:
-    out = _batched(lambda a, b: method.swap(a, b, nets).float().clamp(-1, 1), pairs["id"], pairs["attr"], bs=bs)
+    out = batched(lambda a, b: method.swap(a, b, nets).float().clamp(-1, 1), pairs["id"], pairs["attr"], bs=bs)
     rows = [{"data": data, "result": name, **_scores(img, pairs, ident, analysis, size)}
             for name, img in (("method", out), ("copy attribute source", pairs["attr"]),
                               ("copy identity source", pairs["id"]))]
@@ -127,8 +124,8 @@ def evaluate_id_disentanglement(method, cfg, out_dir: Path, use_ema: bool = True
     x = method.fit(torch.stack([test[i]["image"] for i in range(min(len(test), cfg.eval.max_images))]).to(device))
     g_pairs = {"id": x, "attr": x.roll(1, 0), **_analyse(analysis, x.roll(1, 0), size)}
     g_rows, _ = _table(method, nets, g_pairs, ident, analysis, size, bs, "generator samples (judge reference)")
-    rec = _batched(lambda a: method.swap(a, a, nets).float().clamp(-1, 1), x, bs=bs)
-    e_rec, e_x = (F.normalize(_batched(ident, t).float(), dim=1) for t in (rec, x))
+    rec = batched(lambda a: method.swap(a, a, nets).float().clamp(-1, 1), x, bs=bs)
+    e_rec, e_x = (F.normalize(batched(ident, t).float(), dim=1) for t in (rec, x))
     g_rows[0]["recon_psnr"] = psnr(rec, x).mean().item()
     g_rows[0]["recon_id_sim"] = (e_rec * e_x).sum(1).mean().item()
     rows += g_rows

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from metrics.content_transfer import _batched, _stack, evaluate_content_transfer, synthetic_ground_truth
+from metrics.batch import batched
+from metrics.content_transfer import _stack, evaluate_content_transfer, synthetic_ground_truth
 from metrics.grid import image_grid, overlay_mask, save_png
 from metrics.mask_folder import read_mask_folder
 from metrics.segmentation import best_threshold_iou
@@ -62,7 +63,7 @@ def evaluate_mask_transfer(method, cfg, out_dir: Path, use_ema: bool = True) -> 
     a, b = _stack(test["a"], n).to(dev), _stack(test["b"], n).to(dev)
 
     def masks(src, tgt):
-        return _batched(lambda s, t: method.masks(s, t, nets).float(), src, tgt, bs=bs)
+        return batched(lambda s, t: method.masks(s, t, nets).float(), src, tgt, bs=bs)
 
     self_a, self_b, trans = masks(a, a), masks(b, b), masks(a, b)
 

@@ -8,11 +8,11 @@ Module names below are the checkpoint's key names, so ``load_state_dict`` works 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.nets.weights import check_state_dict, read_state_dict
 
 # (in_channels, depth, num_units) of the four stages of the 50-layer net; first unit stride 2
 IR50_STAGES = ((64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3))
@@ -93,45 +93,10 @@ class IRSE50(nn.Module):
 
 # --------------------------------------------------------------------------------------- loading
 
-def _is_batch_count(key: str) -> bool:
-    return key.endswith("num_batches_tracked")
-
-
-def _extract_state_dict(obj, path) -> dict:
-    """A plain state_dict, or the one under ``state_dict``; ``module.`` (DataParallel) prefixes stripped."""
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise ValueError(f"{path} does not hold a state_dict of tensors (got {type(obj).__name__})")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
-
-
-def check_state_dict(expected: dict, given: dict, what: str, show: int = 5) -> None:
-    """ValueError naming the first missing / unexpected keys and shape mismatches (BN counters optional)."""
-    missing = [k for k in expected if k not in given and not _is_batch_count(k)]
-    unexpected = [k for k in given if k not in expected]
-    shapes = [f"{k}: expected {tuple(expected[k].shape)}, got {tuple(given[k].shape)}"
-              for k in expected if k in given and tuple(expected[k].shape) != tuple(given[k].shape)]
-    problems = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
-        if items:
-            more = f" (+{len(items) - show} more)" if len(items) > show else ""
-            problems.append(f"{len(items)} {label}: {', '.join(items[:show])}{more}")
-    if problems:
-        raise ValueError(f"{what} does not match the expected network: " + "; ".join(problems))
-
-
 def load_arcface(path, device="cpu") -> IRSE50:
     """IR-SE50 with the weights of ``path`` (strict), in eval mode with frozen parameters."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ArcFace weights not found: {path} (expected model_ir_se50.pth, "
-                                "the InsightFace_Pytorch IR-SE50 state_dict used by pSp/e4e)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"cannot read ArcFace weights {path} ({type(e).__name__}: {e})") from None
-    state = _extract_state_dict(obj, path)
+    what = "ArcFace weights (model_ir_se50.pth, the InsightFace_Pytorch IR-SE50 state_dict used by pSp/e4e)"
+    state = read_state_dict(path, what)
     with torch.device("meta"):  # shapes only: validates before allocating 44M parameters
         expected = IRSE50().state_dict()
     check_state_dict(expected, state, str(path))

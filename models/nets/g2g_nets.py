@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.nets.weights import load_checked, read_state_dict
+
 VGGFACE2_MEAN = (131.0912, 103.8827, 91.4953)  # RGB, 0..255 (the VGGFace2 MatConvNet models, std 1)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 VGGFACE2_CLASSES = 8631
@@ -215,16 +217,6 @@ class ResNet50VGGFace2(nn.Module):
         return F.adaptive_avg_pool2d(x, 1).flatten(1)  # pool5 (7x7 at 224 px)
 
 
-def _state_dict_from(obj, path) -> dict:
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise ValueError(f"{path} is not a state_dict of tensors (nor a dict with one under 'state_dict')")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
-
-
 def load_resnet50_vggface2(path, device="cpu") -> ResNet50VGGFace2:
     """The frozen (eval, no grad) VGGFace2 ResNet-50 from a state_dict file in the layout above (e.g. the
     public ``resnet50_ft_dag.pth``). Keys must match exactly (BN ``num_batches_tracked`` may be absent)."""
@@ -232,21 +224,8 @@ def load_resnet50_vggface2(path, device="cpu") -> ResNet50VGGFace2:
     if path is None or not path.is_file():
         raise FileNotFoundError(f"VGGFace2 ResNet-50 weights not found: {path} (model.class_weights must name the "
                                 "resnet50_ft state_dict, 8631-way classifier included)")
-    sd = _state_dict_from(torch.load(path, map_location="cpu", weights_only=True), path)
-    net = ResNet50VGGFace2()
-    want = net.state_dict()
-    missing = sorted(k for k in want if k not in sd and not k.endswith("num_batches_tracked"))
-    unexpected = sorted(k for k in sd if k not in want)
-    if missing or unexpected:
-        raise ValueError(f"{path}: not a VGGFace2 resnet50_ft state_dict; missing keys {missing[:5]}"
-                         f"{' ...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                         f"{' ...' if len(unexpected) > 5 else ''}")
-    bad = [k for k in sd if sd[k].shape != want[k].shape]
-    if bad:
-        raise ValueError(f"{path}: shape mismatch for {bad[:5]} (e.g. {bad[0]}: {tuple(sd[bad[0]].shape)} vs "
-                         f"{tuple(want[bad[0]].shape)})")
-    sd = {**{k: v for k, v in want.items() if k.endswith("num_batches_tracked")}, **sd}
-    net.load_state_dict(sd, strict=True)
+    net = load_checked(ResNet50VGGFace2(), read_state_dict(path, "VGGFace2 ResNet-50 weights"),
+                       f"{path} (a VGGFace2 resnet50_ft state_dict)")
     return net.to(device).eval().requires_grad_(False)
 
 
@@ -279,7 +258,7 @@ class VGG16Relu22(nn.Module):
             raise FileNotFoundError(f"VGG16 weights not found: {path} (model.vgg_weights must name torchvision's "
                                     "vgg16 ImageNet state_dict, e.g. vgg16-397923af.pth; or set model.perceptual=l1)")
         net = vgg16()
-        net.load_state_dict(_state_dict_from(torch.load(path, map_location="cpu", weights_only=True), path))
+        load_checked(net, read_state_dict(path, "VGG16 weights"), f"{path} (torchvision's vgg16 state_dict)")
         self.features = net.features[:9].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

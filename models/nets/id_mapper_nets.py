@@ -6,11 +6,11 @@ layers; D_W is 512 -> 256 -> 128 -> 64 -> 1 with LeakyReLU(0.2).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.nets.weights import load_checked, read_state_dict
 
 
 def mlp(dims: list[int], slope: float = 0.2) -> nn.Sequential:
@@ -83,12 +83,9 @@ class InceptionAttrEncoder(nn.Module):
         net = inception_v3(weights=None, aux_logits=False, init_weights=True)
         net.fc = nn.Identity()
         if weights:
-            state = _read_state(weights)
+            state = read_state_dict(weights, "inception_v3 weights")
             state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}
-            missing, unexpected = net.load_state_dict(state, strict=False)
-            if missing or unexpected:
-                raise ValueError(f"{weights}: not a torchvision inception_v3 state_dict "
-                                 f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
+            load_checked(net, state, f"{weights} (torchvision's inception_v3 state_dict)")
         self.net, self.dim = net, 2048
         self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1), persistent=False)
@@ -96,15 +93,6 @@ class InceptionAttrEncoder(nn.Module):
     def forward(self, x):
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         return self.net(((x + 1) / 2 - self.mean) / self.std)
-
-
-def _read_state(path: str) -> dict:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state_dict, got {type(state).__name__}")
-    return state.get("state_dict", state)
 
 
 def build_attr_encoder(m, size: int) -> nn.Module:
