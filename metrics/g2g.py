@@ -23,16 +23,10 @@ from metrics.image import l1, psnr
 
 def synthetic_swap_pairs(cfg, n: int) -> dict:
     """``target`` (content source), ``source`` (class source) of different identities and the true ``gt``."""
-    from data.folders import to_tensor
-    from data.synthetic import SyntheticFaces, render, swap
+    from metrics.id_disentangle import synthetic_pairs
 
-    d = cfg.data
-    common = dict(size=d.size, length=n, seed=d.seed, n_identities=d.n_identities, cache_dir=d.cache_dir)
-    tgt, src = SyntheticFaces(split="g2g-eval-content", **common), SyntheticFaces(split="g2g-eval-class", **common)
-    keep = [i for i in range(n) if tgt.identities[i] != src.identities[i]]
-    out = {"target": [tgt[i]["image"] for i in keep], "source": [src[i]["image"] for i in keep],
-           "gt": [to_tensor(render(swap(tgt.factors(i), src.factors(i), "identity"), d.size)["image"]) for i in keep]}
-    return {k: torch.stack(v) for k, v in out.items()}
+    p = synthetic_pairs(cfg, cfg.data.size, n, splits=("g2g-eval-class", "g2g-eval-content"))
+    return {"target": p["attr"], "source": p["id"], "gt": p["gt"]}
 
 
 def _scores(img, pairs, judge) -> dict:

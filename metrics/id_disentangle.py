@@ -28,14 +28,16 @@ from metrics.grid import image_grid, save_png
 from metrics.image import l1, psnr
 
 
-def synthetic_pairs(cfg, size: int, n: int) -> dict:
-    """``n`` (identity source, attribute source) pairs of different identities, with ground truth."""
+def synthetic_pairs(cfg, size: int, n: int, splits=("id-eval-identity", "id-eval-attribute")) -> dict:
+    """Up to ``n`` (identity source, attribute source) pairs of different identities, drawn from the two
+    synthetic streams ``splits``, with ground truth: the attribute source re-rendered with the identity
+    source's identity, and the attribute source's pose, expression and landmarks."""
     from data.folders import to_tensor
     from data.synthetic import SyntheticFaces, factor_vectors, render, swap
 
     d = cfg.data
     common = dict(size=size, length=n, seed=d.seed, n_identities=d.n_identities, cache_dir=d.cache_dir)
-    ids, attrs = SyntheticFaces(split="id-eval-identity", **common), SyntheticFaces(split="id-eval-attribute", **common)
+    ids, attrs = (SyntheticFaces(split=split, **common) for split in splits)
     keep = [i for i in range(n) if ids.identities[i] != attrs.identities[i]]
     out = {k: [] for k in ("id", "attr", "gt", "pose", "expression", "landmarks")}
     for i in keep:

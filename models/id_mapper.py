@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from losses import bce_logits
 from losses.ms_ssim import inverse_gaussian_mask, pixel_loss
 from models.base import Method
+from models.nets.face_small import resize_to
 from models.nets.id_mapper_nets import LatentMapper, WDiscriminator, build_attr_encoder
 
 LANDMARK_SCALE = 128.0  # normalised coords -> pixels of a 256 px image (the paper's resolution)
@@ -117,9 +118,7 @@ class IdMapper(Method):
     # --- inference -------------------------------------------------------------------------------
     def fit(self, x: torch.Tensor) -> torch.Tensor:
         """Images resized to the generator's resolution."""
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        return x
+        return resize_to(x, self.size)
 
     def identity_code(self, x):
         return self.frozen["id"](self.fit(x))
