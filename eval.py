@@ -3,20 +3,32 @@
 Writes image grids and a metrics table (Markdown + JSON) into ``--out`` (default: ``<run>/eval-<step>/``)
 and prints the table. The config is the one saved in the checkpoint; ``--config`` and ``key=value``
 overrides are applied on top (e.g. ``eval.max_images=512 device=cpu``).
+
+Paper tables (``configs/tables/<name>.yaml``; ``--table list`` lists them): ``python eval.py --table NAME
+--runs runs/a runs/b`` (or ``--checkpoint X`` once per run) fills the paper's table layout with each run's
+numbers beside the published ones and writes ``table-NAME.md`` / ``.json`` / ``.png`` into ``--out`` (default:
+``<run dir's parent>/tables``). A run's ``eval-<step>/metrics.json`` is reused if present (unless
+``--reeval``, ``--config`` or overrides are given), else the checkpoint is evaluated first.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="checkpoint file written by train.py")
+    p.add_argument("--checkpoint", action="append", default=None,
+                   help="checkpoint file written by train.py (with --table: may be repeated)")
     p.add_argument("--config", default=None, help="experiment YAML applied over the checkpoint's config")
-    p.add_argument("--out", default=None, help="output folder (default: <run>/eval-<step>)")
+    p.add_argument("--out", default=None, help="output folder (default: <run>/eval-<step>; tables: <runs>/tables)")
     p.add_argument("--no-ema", action="store_true", help="evaluate the raw weights even if EMA weights exist")
+    p.add_argument("--table", default=None, help="paper table name (configs/tables/NAME.yaml), or 'list'")
+    p.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR",
+                   help="with --table: run folders (their checkpoint-latest.pt)")
+    p.add_argument("--reeval", action="store_true", help="with --table: evaluate even if metrics.json exists")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     return p.parse_intermixed_args(argv)
 
@@ -35,38 +47,132 @@ def evaluators():
             "stylegan2": evaluate_gan, "mad": evaluate_mad}
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+class EvalError(Exception):
+    """An evaluation that could not run; ``code`` is the exit status (2: bad input, 1: failed)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=False):
+    """Evaluate one checkpoint; writes grids + metrics.md/json. Returns (rows, state, out_dir, md, json)."""
     import torch
 
     from core import checkpoint as ckpt
     from core.config import ConfigError, load_config
     from core.loop import pick_device, seed_everything
-    from metrics.tables import markdown_table, write_metrics
+    from metrics.tables import write_metrics
     from models import build_method
 
     try:
-        state = ckpt.load(args.checkpoint)
-        cfg = load_config(args.config, args.overrides, base=state["config"])
+        state = ckpt.load(checkpoint)
+        cfg = load_config(config, overrides, base=state["config"])
     except (ckpt.CheckpointError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise EvalError(str(e), 2) from None
     table = evaluators().get(cfg.method)
     if table is None:
-        print(f"error: no evaluation for method {cfg.method!r}", file=sys.stderr)
-        return 2
+        raise EvalError(f"no evaluation for method {cfg.method!r}", 2)
     seed_everything(cfg.seed)
     try:
         device = pick_device(cfg.device)
         method = build_method(cfg, device)
         method.load_training_state(state, weights_only=True)
-        out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval-{state['step']:07d}"
+        out = Path(out) if out else Path(checkpoint).parent / f"eval-{state['step']:07d}"
         with torch.no_grad():
-            rows = table(method, cfg, out, use_ema=cfg.eval.use_ema and not args.no_ema)
+            rows = table(method, cfg, out, use_ema=cfg.eval.use_ema and not no_ema)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
+        raise EvalError(str(e), 1) from None
+    md, js = write_metrics(out, "metrics", rows)
+    return rows, state, out, md, js
+
+
+def _is_override(word: str) -> bool:
+    return "=" in word and not Path(word).exists()
+
+
+def table_main(args) -> int:
+    """``--table NAME``: fill a paper table from the runs' metrics (evaluating where needed)."""
+    from core import checkpoint as ckpt
+    from metrics.paper_tables import TableError, fill_table, list_tables, load_table, write_table
+
+    if args.table == "list":
+        for name in list_tables():
+            t = load_table(name)
+            print(f"{name:28s} {t['method']:11s} {t['title']}")
+        return 0
+    try:
+        table = load_table(args.table)
+    except TableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # --runs takes every following word: key=value words that are not folders are overrides
+    run_dirs = [r for r in args.runs if not _is_override(r)]
+    overrides = [*args.overrides, *(r for r in args.runs if _is_override(r))]
+    paths = [Path(c) for c in args.checkpoint or []] + [Path(r) / ckpt.LATEST for r in run_dirs]
+    if not paths:
+        print("error: --table needs --checkpoint FILE or --runs RUN_DIR ...", file=sys.stderr)
+        return 2
+    states = []
+    for path in paths:  # check every input before evaluating any
+        try:
+            state = ckpt.load(path)
+        except ckpt.CheckpointError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        method = state["config"].get("method")
+        if method != table["method"]:
+            print(f"error: table {args.table!r} is for method {table['method']!r}; {path} is a {method!r} "
+                  f"checkpoint", file=sys.stderr)
+            return 2
+        states.append(state)
+    runs = []
+    for path, state in zip(paths, states):
+        metrics = path.parent / f"eval-{state['step']:07d}" / "metrics.json"
+        if metrics.is_file() and not (args.reeval or args.config or overrides):
+            rows = json.loads(metrics.read_text())
+            print(f"{path.parent.name}: using {metrics}", file=sys.stderr)
+        else:
+            print(f"{path.parent.name}: evaluating {path}", file=sys.stderr)
+            try:
+                rows, state, out, _, metrics = evaluate_checkpoint(path, args.config, overrides,
+                                                                   None, args.no_ema)
+            except EvalError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return e.code
+            rows = json.loads(Path(metrics).read_text())
+        runs.append({"name": path.parent.name, "config": state["config"], "step": state["step"],
+                     "metrics": rows, "source": str(metrics)})
+    try:
+        result = fill_table(table, runs)
+    except TableError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    md, js = write_metrics(out, "metrics", rows)
+    out = Path(args.out) if args.out else paths[0].parent.parent / "tables"
+    md, js, png = write_table(out, result, table)
+    print(md.read_text(), end="")
+    print(f"\nwrote {md}, {js}, {png}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.table is not None:
+        return table_main(args)
+    if args.runs or args.reeval:
+        print("error: --runs and --reeval go with --table", file=sys.stderr)
+        return 2
+    if not args.checkpoint or len(args.checkpoint) > 1:
+        print("error: give exactly one --checkpoint (several only with --table)", file=sys.stderr)
+        return 2
+    from metrics.tables import markdown_table
+
+    try:
+        rows, state, out, md, js = evaluate_checkpoint(args.checkpoint[0], args.config, args.overrides,
+                                                       args.out, args.no_ema)
+    except EvalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.code
     print(markdown_table(rows))
     print(f"\nstep {state['step']}, {state['images'] / 1000:.1f} kimg; wrote {md}, {js} and grids to {out}")
     return 0

@@ -50,6 +50,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def to_channels_last(method) -> None:
+    """channels_last for every 4-d parameter and buffer of ``method`` (``Module.to(memory_format=...)`` refuses
+    modules that also hold 5-d weights, such as StyleGAN2's modulated convs)."""
+    for t in list(method.parameters()) + list(method.buffers()):
+        if t.dim() == 4:
+            t.data = t.data.contiguous(memory_format=torch.channels_last)
+
+
 def to_device(batch, device, channels_last=False):
     if isinstance(batch, dict):
         return images_to_float({k: to_device(v, device, channels_last) for k, v in batch.items()})
@@ -139,7 +147,7 @@ def train(cfg, resume: str | None = None, init: str | None = None, force: bool =
 
     method = build_method(cfg, device)
     if cfg.channels_last and device.type == "cuda":
-        method.to(memory_format=torch.channels_last)
+        to_channels_last(method)
     method.init_ema()
     ctx = StepContext(device, cfg.amp)
     step, images = 0, 0

@@ -1,4 +1,5 @@
-"""MAD evaluation: swap grid, disentanglement matrix + DCI score (synthetic ground truth), LFW
+"""MAD evaluation: swap grid, disentanglement matrix + DCI and MIG scores (synthetic ground truth), identity
+verification on synthetic pairs (the LFW protocol, also on the other parts as a leakage check), LFW
 verification on the identity part and AffectNet expression accuracy on the expression part.
 
 DCI disentanglement (Eastwood & Williams, ICLR 2018): from a non-negative importance matrix R (code dims
@@ -52,6 +53,48 @@ def importance_matrix(codes, groups: dict, alpha: float = 1.0) -> np.ndarray:
     return np.stack(cols, 1)
 
 
+# --- MIG ------------------------------------------------------------------------------------------
+def _discretise(a: np.ndarray, bins: int) -> np.ndarray:
+    """(N, D) -> integer bins per column: a column with at most ``bins`` distinct values keeps them, else
+    equal-width histogram bins over its range."""
+    out = np.zeros(a.shape, np.int64)
+    for j in range(a.shape[1]):
+        col = a[:, j]
+        values = np.unique(col)
+        if len(values) <= bins:
+            out[:, j] = np.searchsorted(values, col)
+        else:
+            out[:, j] = np.digitize(col, np.histogram_bin_edges(col, bins)[1:-1])
+    return out
+
+
+def _entropy(x: np.ndarray) -> float:
+    p = np.bincount(x) / len(x)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def _mutual_info(x: np.ndarray, y: np.ndarray) -> float:
+    joint = x * (y.max() + 1) + y
+    return _entropy(x) + _entropy(y) - _entropy(joint)
+
+
+def mig(codes, factors, bins: int = 20) -> dict:
+    """Mutual information gap (Chen et al., NeurIPS 2018): per scalar factor v_k, (I(z_a; v_k) - I(z_b; v_k)) /
+    H(v_k) for the two code dims a, b most informative about it, from discretised codes and factors.
+    Returns ``{"mig": mean over factors, "per_factor": array}``; constant factors are skipped."""
+    z, v = _discretise(np.asarray(codes), bins), _discretise(np.asarray(factors), bins)
+    gaps = []
+    for k in range(v.shape[1]):
+        h = _entropy(v[:, k])
+        if h <= 0:
+            continue
+        mi = np.sort([_mutual_info(z[:, j], v[:, k]) for j in range(z.shape[1])])[::-1]
+        gaps.append((mi[0] - (mi[1] if len(mi) > 1 else 0.0)) / h)
+    gaps = np.asarray(gaps)
+    return {"mig": float(gaps.mean()) if len(gaps) else 0.0, "per_factor": gaps}
+
+
 # --- disentanglement matrix ------------------------------------------------------------------------
 def r2_matrix(parts: dict, truth: dict, n_train: int, alpha: float = 1.0) -> np.ndarray:
     """R^2 (test rows after ``n_train``) of a ridge probe from each part (rows) to each ground-truth group (cols)."""
@@ -97,6 +140,33 @@ def verification_accuracy(dist, same, fold, thresholds=None) -> dict:
         best = correct[:, ~test].mean(1).argmax() if (~test).any() else correct[:, test].mean(1).argmax()
         accs.append(correct[best, test].mean())
     return {"accuracy": float(np.mean(accs)), "std": float(np.std(accs)), "folds": len(accs)}
+
+
+def verification_pairs(ids, seed: int = 0, folds: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Balanced pairs for the LFW protocol from identity labels: per image with a same-identity partner, one
+    such pair and one pair with a random other identity. Returns (i, j, same, fold)."""
+    ids = np.asarray(ids)
+    rng = np.random.default_rng(seed)
+    first, second, same = [], [], []
+    for i in rng.permutation(len(ids)):
+        mates = np.flatnonzero((ids == ids[i]) & (np.arange(len(ids)) != i))
+        others = np.flatnonzero(ids != ids[i])
+        if len(mates) == 0 or len(others) == 0:
+            continue
+        first += [i, i]
+        second += [rng.choice(mates), rng.choice(others)]
+        same += [1, 0]
+    n = len(first)
+    return np.array(first), np.array(second), np.array(same), np.arange(n) * folds // max(n, 1)
+
+
+def synthetic_verification(parts: dict, ids, keys) -> dict:
+    """10-fold verification accuracy from the squared L2 distance of the concatenated ``keys`` parts."""
+    i, j, same, fold = verification_pairs(ids)
+    if len(i) == 0:
+        return {"accuracy": float("nan"), "std": float("nan"), "folds": 0}
+    code = np.concatenate([np.asarray(parts[k]) for k in keys], 1)
+    return verification_accuracy(((code[i] - code[j]) ** 2).sum(1), same, fold)
 
 
 def _batched_parts(method, nets, images, bs) -> dict:
@@ -163,7 +233,11 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     (out_dir / "disentanglement.md").write_text(markdown_table(table) + "\n")
     heatmap_png(r2, [f"{p} ({method.dims[p]})" for p in parts], list(truth), out_dir / "disentanglement.png")
     code = np.concatenate([parts[k] for k in PART_KEYS], 1)
-    row = {"data": f"synthetic test ({n})", "dci_disentanglement": dci_disentanglement(importance_matrix(code, truth))}
+    row = {"data": f"synthetic test ({n})", "dci_disentanglement": dci_disentanglement(importance_matrix(code, truth)),
+           "mig": mig(code, np.concatenate(list(truth.values()), 1))["mig"]}
+    ids = np.array([int(ds[i]["identity"]) for i in range(n)])
+    row["verif_identity"] = synthetic_verification(parts, ids, ["identity"])["accuracy"]
+    row["verif_other_parts"] = synthetic_verification(parts, ids, [k for k in PART_KEYS if k != "identity"])["accuracy"]
     row.update({f"r2_{p}->{p}": r2[i, list(truth).index(p)] for i, p in enumerate(parts)})
     row["r2_offdiag_mean"] = float((r2.sum() - sum(row[f"r2_{p}->{p}"] for p in parts)) / (r2.size - len(parts)))
     with torch.no_grad():

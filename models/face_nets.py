@@ -35,7 +35,8 @@ class ArcMarginHead(nn.Module):
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Margin logits; where theta_y + m would pass pi, the usual linear fallback cos - m*sin(m) keeps
         the target logit decreasing in theta."""
-        cos = self.cosines(emb).clamp(-1.0 + 1e-7, 1.0 - 1e-7)
+        with torch.autocast(emb.device.type, enabled=False):  # the margin needs fp32 angles under AMP
+            cos = self.cosines(emb.float()).clamp(-1.0 + 1e-7, 1.0 - 1e-7)
         cos_y = cos.gather(1, labels[:, None])
         m = self.margin
         phi = cos_y * math.cos(m) - torch.sqrt(1.0 - cos_y ** 2) * math.sin(m)

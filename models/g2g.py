@@ -58,7 +58,7 @@ class G2G(Method):
                                                                  device=device)).shape[1]
         if m.perceptual == "vgg16":
             self.frozen["vgg"] = VGG16Relu22(m.vgg_weights).to(device)
-        self.nets["content_enc"] = ContentEncoder(m.nf, m.down_content, m.n_res_blks)
+        self.nets["content_enc"] = ContentEncoder(m.nf, m.down_content, m.n_res_blks, m.content_norm)
         self.nets["decoder"] = AdaINDecoder(self.nets["content_enc"].out_channels, class_dim, m.down_content,
                                             m.n_res_blks, m.nf_mlp, m.n_mlp_blks)
         self.nets["disc"] = PatchDiscriminator(m.nfd, m.n_layers_D, m.init_gain)

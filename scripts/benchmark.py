@@ -10,6 +10,17 @@ data (methods 3's networks also read labels and w). Prints a Markdown table.
     python scripts/benchmark.py configs/synth_glasses.yaml --device cuda --amp bf16 --channels-last
     python scripts/benchmark.py synth_glasses data.batch_size=8 model.width=1.0 --steps 20
     python scripts/benchmark.py --loader                          # also time the synthetic data stream
+    python scripts/benchmark.py --paper --random-weights --device cuda --amp bf16 --channels-last
+
+``--paper`` adds one row per method at its paper resolution (``PAPER_CONFIGS``: the CelebA configs of methods
+1-2, ``configs/bench/*.yaml`` for the others; face_nets is this repo's own and has none). ``--random-weights``
+writes a randomly initialised file, in the public format its loader reads strictly, for every weight key the
+config needs and leaves null (StyleGAN2 ``g_ema``/``latent_avg``, ArcFace IR-SE50, VGGFace2 ResNet-50, torchvision
+VGG16 / InceptionV3 state_dicts, face_nets checkpoints for the landmark net), so the real paper-size networks are
+timed without any download. id_mapper without ``data.root`` gets batches of the (random) generator's own samples
+and their w, the shapes a W-code dataset feeds. Synthetic renders stop at 256 px: larger sizes (stylegan2 at 1024) are
+rendered at 256 and upsampled. ``bench/stylegan2_1024`` (full width) is CUDA-sized; on CPU
+time it at ``data.batch_size=1`` or reduce ``model.width``.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (reset per config); on CPU the growth of the
 process's peak RSS (``resource.getrusage(...).ru_maxrss``) during that config, a high-water mark: a config
@@ -24,6 +35,7 @@ import argparse
 import os
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,11 +44,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from core.config import CONFIG_DIR, Config, ConfigError, load_config  # noqa: E402
-from core.loop import pick_device, seed_everything, to_device  # noqa: E402
+from core.loop import pick_device, seed_everything, to_channels_last, to_device  # noqa: E402
 from models import build_method  # noqa: E402
 from models.base import StepContext  # noqa: E402
+from data.synthetic import MAX_SIZE as SYNTH_MAX_SIZE  # noqa: E402
 
 DEFAULT_CONFIGS = ["synth_glasses", "mask_synth_glasses", "celeba_glasses", "mask_celeba_glasses"]
+PAPER_CONFIGS = ["celeba_glasses", "mask_celeba_glasses", "bench/stylegan2_1024", "bench/id_mapper_256",
+                 "bench/g2g_224", "bench/mad_256"]
+FACE_NETS_CONFIG = "face_nets_synth"  # the landmark / small identity net the repo trains (no public format)
 DOMAINS = ("a", "b")  # the loop draws data.batch_size images from each; every method reads batch[k]["image"]
 
 
@@ -61,6 +77,98 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _save_state(net: torch.nn.Module, path: Path) -> str:
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, path)
+    return str(path)
+
+
+def _vgg16_file(path: Path) -> str:
+    """torchvision vgg16 state_dict: random conv features; the unused 124M-parameter classifier as zeros."""
+    from torchvision.models import vgg16
+    from torchvision.models.vgg import cfgs, make_layers
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in vgg16().state_dict().items()}
+    state = {f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}
+    state.update({k: torch.zeros(shape) for k, shape in shapes.items() if k not in state})
+    torch.save(state, path)
+    return str(path)
+
+
+def _face_nets_file(path: Path) -> str:
+    """A face_nets checkpoint (this repo's format; the only one the landmark net reads), random weights."""
+    from core import checkpoint as ckpt
+    from models.nets.face_small import build_small_nets
+
+    cfg = load_config(resolve_config(FACE_NETS_CONFIG))
+    nets = torch.nn.ModuleDict(build_small_nets(cfg.model, cfg.data.size))
+    ckpt.save_atomic({"format": ckpt.FORMAT, "method": "face_nets", "config": cfg.to_dict(),
+                      "nets": nets.state_dict()}, path)
+    return str(path)
+
+
+def _stylegan2_file(path: Path, size: int, width: float) -> str:
+    """Public StyleGAN2 layout (g_ema, latent_avg, args), config F (style 512, 8 mapping layers, multiplier 2)."""
+    from models.nets.stylegan2 import Generator, save_public_format
+
+    return str(save_public_format(path, Generator(size, 512, 8, 2, width)))
+
+
+def random_weight_overrides(cfg, folder: Path, width: float = 1.0) -> list[str]:
+    """``key=path`` overrides for every weight file ``cfg`` needs and leaves null, each written to ``folder``
+    with random weights in the format its loader checks strictly. ``width``: StyleGAN2 channel multiplier."""
+    m, out, made = cfg.model, [], {}
+
+    def need(key: str, kind: str, write) -> None:
+        if getattr(m, key.split(".")[-1], None):
+            return
+        if kind not in made:
+            made[kind] = write(folder / f"{kind}.pt")
+        out.append(f"{key}={made[kind]}")
+
+    from models.nets.arcface import IRSE50
+    from models.nets.g2g_nets import ResNet50VGGFace2
+
+    if cfg.method == "id_mapper":
+        need("model.generator", f"stylegan2_{cfg.data.size}", lambda p: _stylegan2_file(p, cfg.data.size, width))
+        if m.identity == "ir_se50":
+            need("model.identity_weights", "ir_se50", lambda p: _save_state(IRSE50(), p))
+        else:
+            need("model.identity_weights", "face_nets", _face_nets_file)
+        need("model.landmarks_weights", "face_nets", _face_nets_file)
+        if m.attr_encoder == "inception_v3":
+            from torchvision.models import inception_v3
+
+            need("model.attr_weights", "inception_v3",
+                 lambda p: _save_state(inception_v3(weights=None, aux_logits=True, init_weights=True), p))
+    elif cfg.method == "g2g":
+        if m.class_encoder == "resnet50_vggface2":
+            need("model.class_weights", "resnet50_vggface2", lambda p: _save_state(ResNet50VGGFace2(), p))
+        elif m.class_encoder == "face_nets":
+            need("model.class_weights", "face_nets", _face_nets_file)
+        if m.perceptual == "vgg16":
+            need("model.vgg_weights", "vgg16", _vgg16_file)
+    return out
+
+
+@torch.no_grad()
+def generator_w_batches(cfg, method, device: torch.device, generator: torch.Generator, n: int) -> list[dict]:
+    """id_mapper without a W-code folder: ``n`` batches of the frozen generator's own samples and their w,
+    as ``data/w_codes.py`` items (image at the generator's size, w, index) for the id / attr streams."""
+    g, bs = method.frozen["g"], cfg.data.batch_size
+    out = []
+    for j in range(n):
+        b = {}
+        for k in ("id", "attr"):
+            w = g.mapping(torch.randn(bs, g.style_dim, generator=generator).to(device))
+            img = g.synthesis(w, noise_mode=cfg.model.noise_mode).clamp_(-1, 1)
+            b[k] = {"image": img, "w": w, "index": torch.arange(bs, device=device)}
+        if cfg.model.train_real_attr:
+            b["real"] = random_batch(cfg, device, generator)["a"]
+        out.append(to_device(b, device))
+    return out
+
+
 def random_batch(cfg, device: torch.device, generator: torch.Generator) -> dict:
     bs, size = cfg.data.batch_size, cfg.data.size
     return {k: {"image": torch.rand(bs, 3, size, size, generator=generator).mul_(2).sub_(1)} for k in DOMAINS}
@@ -70,6 +178,8 @@ def example_batches(cfg, method, device: torch.device, generator: torch.Generato
     """``n`` batches shaped as the loop feeds ``method``: random a/b images for image-folder data (CelebA
     configs need no dataset here); real first batches of the method's own datasets for data that is cheap to
     read (synthetic renders, generated W datasets), since those methods also read labels or w codes."""
+    if cfg.data.name == "w_codes" and not cfg.data.root:
+        return generator_w_batches(cfg, method, device, generator, n)
     if cfg.data.name not in ("synthetic", "w_codes"):
         return [to_device(random_batch(cfg, device, generator), device) for _ in range(n)]
     from data.sampler import make_stream
@@ -77,9 +187,31 @@ def example_batches(cfg, method, device: torch.device, generator: torch.Generato
     c = Config(cfg)
     c.data = Config(cfg.data)
     c.data.update(train_length=min(cfg.data.train_length, 4 * cfg.data.batch_size), cache_dir=None)
+    group = cfg.model.get("group_size")
+    if group:  # identity groups (mad): few identities, so each of the short set's identities fills a group
+        c.data.update(train_length=min(cfg.data.train_length, 4 * cfg.data.batch_size * group),
+                      n_identities=min(cfg.data.n_identities, cfg.data.batch_size))
+    if cfg.data.name == "synthetic" and cfg.data.size > SYNTH_MAX_SIZE:  # e.g. stylegan2 at 1024 px
+        c.data.size = SYNTH_MAX_SIZE  # renders stop at 256 px: render there, upsample the images below
     streams = {k: make_stream(ds, c.data.batch_size, cfg.seed, k, 0, 1, 0, False)
                for k, ds in method.datasets(c, "train").items()}
-    return [to_device({k: next(s) for k, s in streams.items()}, device) for _ in range(n)]
+    out = [{k: next(s) for k, s in streams.items()} for _ in range(n)]
+    if c.data.size != cfg.data.size:
+        size = (cfg.data.size, cfg.data.size)
+        out = [{k: {n_: torch.nn.functional.interpolate(v, size=size, mode="bilinear", align_corners=False)
+                    if n_.startswith("image") and torch.is_tensor(v) and v.dim() == 4 else v
+                    for n_, v in items.items()} for k, items in b.items()} for b in out]
+    return [to_device(b, device) for b in out]
+
+
+def count_images(batch: dict) -> int:
+    """Training images in one batch: every ``image*`` tensor of every stream, (..., 3, H, W) -> the leading dims."""
+    n = 0
+    for items in batch.values():
+        for k, v in items.items():
+            if k.startswith("image") and torch.is_tensor(v) and v.dim() >= 4:
+                n += v[..., 0, 0, 0].numel()
+    return n
 
 
 def bench_train(cfg, device: torch.device, amp: str, channels_last: bool, steps: int, warmup: int) -> dict:
@@ -90,7 +222,7 @@ def bench_train(cfg, device: torch.device, amp: str, channels_last: bool, steps:
     rss0 = _rss_mib()
     method = build_method(cfg, device)
     if channels_last:
-        method.to(memory_format=torch.channels_last)
+        to_channels_last(method)
     method.init_ema()
     ctx = StepContext(device, amp)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -98,7 +230,8 @@ def bench_train(cfg, device: torch.device, amp: str, channels_last: bool, steps:
     batches = example_batches(cfg, method, device, g, min(2, steps + warmup))
     if channels_last:
         batches = [to_device(b, device, True) for b in batches]
-    images_per_step = cfg.data.batch_size * len(batches[0])
+    images_per_step = cfg.data.batch_size * len(batches[0])  # what the loop counts (EMA, kimg)
+    images_seen = count_images(batches[0])  # images through the nets: pairs and identity groups count in full
     step = 0
     for _ in range(warmup):
         method.train_step(batches[step % len(batches)], step, ctx)
@@ -117,8 +250,8 @@ def bench_train(cfg, device: torch.device, amp: str, channels_last: bool, steps:
     else:
         mem = f"{_rss_mib() - rss0:.0f} MiB (RSS peak delta)"
     del method, batches
-    return {"method": cfg.method, "size": cfg.data.size, "batch": images_per_step, "amp": ctx.amp,
-            "s_step": dt, "img_s": images_per_step / dt, "mem": mem}
+    return {"method": cfg.method, "size": cfg.data.size, "batch": images_seen, "amp": ctx.amp,
+            "s_step": dt, "img_s": images_seen / dt, "mem": mem}
 
 
 def bench_loader(cfg, device: torch.device, length: int, steps: int, warmup: int) -> float:
@@ -162,19 +295,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3, help="untimed train steps first")
     ap.add_argument("--loader", action="store_true", help="also time the synthetic data stream (make_stream)")
     ap.add_argument("--loader-length", type=int, default=512, help="synthetic images per domain for --loader")
+    ap.add_argument("--paper", action="store_true",
+                    help=f"add one config per method at its paper resolution: {' '.join(PAPER_CONFIGS)}")
+    ap.add_argument("--random-weights", action="store_true",
+                    help="write random weight files (public formats) for every weight key a config leaves null")
+    ap.add_argument("--random-width", type=float, default=1.0,
+                    help="channel multiplier of the random StyleGAN2 generator file (1.0 = config F)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
 
     overrides = [a for a in args.args if "=" in a]
-    names = [a for a in args.args if "=" not in a] or DEFAULT_CONFIGS
+    names = [a for a in args.args if "=" not in a] + (PAPER_CONFIGS if args.paper else [])
+    names = names or DEFAULT_CONFIGS
     if args.steps < 1 or args.warmup < 0:
         print("error: --steps must be >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
+    tmp = tempfile.TemporaryDirectory(prefix="bench-weights-") if args.random_weights else None
+    try:
+        return _run(args, names, overrides, Path(tmp.name) if tmp else None)
+    finally:
+        if tmp:
+            tmp.cleanup()
+
+
+def _run(args, names: list[str], overrides: list[str], weights_dir: Path | None) -> int:
     try:
         device = pick_device(args.device)
-        cfgs = [(Path(resolve_config(n)).stem, load_config(resolve_config(n), overrides + [f"device={args.device}"]))
-                for n in names]
-    except (ConfigError, RuntimeError, ValueError) as e:
+        cfgs = []
+        for n in names:
+            path, extra = resolve_config(n), overrides + [f"device={args.device}"]
+            cfg = load_config(path, extra)
+            if weights_dir is not None:
+                cfg = load_config(path, extra + random_weight_overrides(cfg, weights_dir, args.random_width))
+            rp, root = path.resolve(), CONFIG_DIR.resolve()
+            cfgs.append((str(rp.relative_to(root).with_suffix("")) if rp.is_relative_to(root) else rp.stem, cfg))
+    except (ConfigError, RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.threads:
@@ -182,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
 
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"torch {torch.__version__}, device {dev_name}, {args.steps} timed steps after {args.warmup} warm-up"
-          + (f", overrides: {' '.join(overrides)}" if overrides else ""))
+          + (f", overrides: {' '.join(overrides)}" if overrides else "")
+          + (f", random weight files (StyleGAN2 width {args.random_width})" if weights_dir else ""))
     print()
     header = ["config", "method", "resolution", "batch (img/step)", "device", "amp", "channels_last",
               "s/step", "img/s", "peak memory"]

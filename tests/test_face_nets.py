@@ -263,3 +263,16 @@ def test_short_training_beats_baselines_on_held_out_renders(tmp_path):
     assert res["landmark_err_px"] < 0.7 * baseline, (res, baseline)
     assert res["r2_pose"] > 0.3 and res["r2_expression"] > 0.1, res
     assert math.isfinite(res["landmark_nme_iod"])
+
+
+def test_margin_head_runs_in_fp32_under_autocast():
+    """The margin (acos-free cos(theta + m)) is computed in fp32 even in a bf16 autocast region: on CUDA the
+    mixed-dtype scatter of a bf16 cosine matrix and fp32 margins failed."""
+    from models.face_nets import ArcMarginHead
+
+    head = ArcMarginHead(8, 5)
+    emb, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(emb, y)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, head(emb, y))

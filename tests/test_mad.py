@@ -13,8 +13,8 @@ from core.config import load_config
 from data.identity_batches import FactorFaces, IdentityGroups, build_identity_groups, flatten_groups
 from data.sampler import StepBatchSampler
 from data.synthetic import SyntheticFaces
-from metrics.mad import (dci_disentanglement, expression_accuracy, importance_matrix, lfw_verification,
-                         verification_accuracy)
+from metrics.mad import (dci_disentanglement, expression_accuracy, importance_matrix, lfw_verification, mig,
+                         synthetic_verification, verification_accuracy, verification_pairs)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["data.train_length=96", "data.test_length=24", "data.n_identities=10", "data.size=32",
@@ -91,7 +91,33 @@ def test_eval_writes_table_heatmap_and_grid(phases):
     for f in ("disentanglement.md", "disentanglement.png", "swap_grid.png", "metrics.json"):
         assert (out / f).is_file(), f
     assert "R2 identity" in (out / "disentanglement.md").read_text()
-    assert "dci_disentanglement" in (out / "metrics.json").read_text()
+    row = json.loads((out / "metrics.json").read_text())[0]
+    for key in ("dci_disentanglement", "mig", "verif_identity", "verif_other_parts"):
+        assert key in row, key
+
+
+def test_mig_toy_cases():
+    """One code dim per factor gives MIG 1; a factor copied into two dims gives 0; an unrelated code ~0."""
+    rng = np.random.default_rng(0)
+    v = rng.integers(0, 5, size=(2000, 3)).astype(float)
+    assert mig(v, v)["mig"] == pytest.approx(1.0, abs=0.01)  # the empirical MI of independent dims is ~0, not 0
+    assert mig(np.concatenate([v, v], 1), v)["mig"] == pytest.approx(0.0, abs=1e-12)
+    assert mig(rng.normal(size=(2000, 3)), v)["mig"] < 0.02
+    noisy = v + 0.3 * rng.normal(size=v.shape)  # continuous codes: binned, still each factor's own dim
+    assert 0.3 < mig(noisy, v)["mig"] < 1.0
+    assert mig(v, np.concatenate([v, np.ones((2000, 1))], 1))["per_factor"].shape == (3,)  # constant skipped
+
+
+def test_synthetic_verification_pairs_and_accuracy():
+    ids = np.repeat(np.arange(50), 4)
+    i, j, same, fold = verification_pairs(ids)
+    assert len(i) == 2 * len(ids) and same.mean() == 0.5 and set(fold) == set(range(10))
+    assert np.array_equal(ids[i] == ids[j], same == 1) and (i != j).all()
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 8))
+    clean = {"identity": centres[ids] + 0.05 * rng.normal(size=(len(ids), 8)), "pose": rng.normal(size=(len(ids), 3))}
+    assert synthetic_verification(clean, ids, ["identity"])["accuracy"] > 0.98
+    assert abs(synthetic_verification(clean, ids, ["pose"])["accuracy"] - 0.5) < 0.1
 
 
 def test_dci_toy_cases():

@@ -192,3 +192,19 @@ def test_cuda_request_without_cuda_is_a_clear_error():
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         pick_device("cuda")
     assert pick_device("auto").type == "cpu"
+
+
+def test_channels_last_handles_5d_weights():
+    """StyleGAN2 holds 5-d modulated-conv weights, which Module.to(memory_format=channels_last) refuses."""
+    from core.loop import to_channels_last
+
+    from core.config import CONFIG_DIR, load_config
+    from models import build_method
+
+    cfg = load_config(CONFIG_DIR / "stylegan2_synth.yaml", ["device=cpu"])
+    method = build_method(cfg, torch.device("cpu"))
+    with pytest.raises(RuntimeError):
+        method.to(memory_format=torch.channels_last)
+    to_channels_last(method)
+    four_d = [p for p in method.parameters() if p.dim() == 4]
+    assert four_d and all(p.is_contiguous(memory_format=torch.channels_last) for p in four_d)

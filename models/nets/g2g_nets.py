@@ -39,24 +39,30 @@ def conv_block(c_in, c_out, k, stride=1, norm=True, act="relu"):
 
 
 class ResBlock(nn.Module):
-    """[Conv3, IN, ReLU, Conv3, IN] + skip."""
+    """[Conv3, IN, ReLU, Conv3, IN] + skip (``norm=False``: no IN)."""
 
-    def __init__(self, c):
+    def __init__(self, c, norm: bool = True):
         super().__init__()
-        self.body = nn.Sequential(conv_block(c, c, 3), conv_block(c, c, 3, act="none"))
+        self.body = nn.Sequential(conv_block(c, c, 3, norm=norm), conv_block(c, c, 3, norm=norm, act="none"))
 
     def forward(self, x):
         return x + self.body(x)
 
 
 class ContentEncoder(nn.Module):
-    def __init__(self, nf: int = 64, n_down: int = 3, n_res: int = 2):
+    """``norm``: ``"in"`` (FUNIT, the original) or ``"none"``. Instance norm after the first conv removes each
+    image's per-channel mean and scale, i.e. global colour and brightness, from the content code."""
+
+    def __init__(self, nf: int = 64, n_down: int = 3, n_res: int = 2, norm: str = "in"):
         super().__init__()
-        layers, c = [conv_block(3, nf, 7)], nf
+        if norm not in ("in", "none"):
+            raise ValueError(f"content encoder norm must be in|none, got {norm!r}")
+        use = norm == "in"
+        layers, c = [conv_block(3, nf, 7, norm=use)], nf
         for _ in range(n_down):
-            layers.append(conv_block(c, 2 * c, 4, stride=2))
+            layers.append(conv_block(c, 2 * c, 4, stride=2, norm=use))
             c *= 2
-        layers += [ResBlock(c) for _ in range(n_res)]
+        layers += [ResBlock(c, use) for _ in range(n_res)]
         self.net, self.out_channels = nn.Sequential(*layers), c
 
     def forward(self, x):
