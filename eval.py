@@ -25,6 +25,8 @@ def parse_args(argv=None):
     p.add_argument("--config", default=None, help="experiment YAML applied over the checkpoint's config")
     p.add_argument("--out", default=None, help="output folder (default: <run>/eval-<step>; tables: <runs>/tables)")
     p.add_argument("--no-ema", action="store_true", help="evaluate the raw weights even if EMA weights exist")
+    p.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH",
+                   help="a frozen pretrained network's weight file, if it moved since training (as in train.py)")
     p.add_argument("--table", default=None, help="paper table name (configs/tables/NAME.yaml), or 'list'")
     p.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR",
                    help="with --table: run folders (their checkpoint-latest.pt)")
@@ -55,7 +57,7 @@ class EvalError(Exception):
         self.code = code
 
 
-def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=False):
+def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=False, weights=()):
     """Evaluate one checkpoint; writes grids + metrics.md/json. Returns (rows, state, out_dir, md, json)."""
     import torch
 
@@ -63,12 +65,13 @@ def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=
     from core.config import ConfigError, load_config
     from core.loop import pick_device, seed_everything
     from metrics.tables import write_metrics
-    from models import build_method
+    from models import build_method, weights_overrides
 
     try:
         state = ckpt.load(checkpoint)
+        overrides = [*overrides, *weights_overrides(state["config"].get("method"), weights)]
         cfg = load_config(config, overrides, base=state["config"])
-    except (ckpt.CheckpointError, ConfigError) as e:
+    except (ckpt.CheckpointError, ConfigError, ValueError) as e:
         raise EvalError(str(e), 2) from None
     table = evaluators().get(cfg.method)
     if table is None:
@@ -129,14 +132,14 @@ def table_main(args) -> int:
     runs = []
     for path, state in zip(paths, states):
         metrics = path.parent / f"eval-{state['step']:07d}" / "metrics.json"
-        if metrics.is_file() and not (args.reeval or args.config or overrides):
+        if metrics.is_file() and not (args.reeval or args.config or overrides or args.weights):
             rows = json.loads(metrics.read_text())
             print(f"{path.parent.name}: using {metrics}", file=sys.stderr)
         else:
             print(f"{path.parent.name}: evaluating {path}", file=sys.stderr)
             try:
                 rows, state, out, _, metrics = evaluate_checkpoint(path, args.config, overrides,
-                                                                   None, args.no_ema)
+                                                                   None, args.no_ema, args.weights)
             except EvalError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return e.code
@@ -169,7 +172,7 @@ def main(argv=None) -> int:
 
     try:
         rows, state, out, md, js = evaluate_checkpoint(args.checkpoint[0], args.config, args.overrides,
-                                                       args.out, args.no_ema)
+                                                       args.out, args.no_ema, args.weights)
     except EvalError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code

@@ -17,6 +17,9 @@ def parse_args(argv=None):
     p.add_argument("--init", default=None, metavar="PATH", help="start from a checkpoint's weights only")
     p.add_argument("--force", action="store_true", help="start over even if the run folder has a checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH",
+                   help="a pretrained network's public weight file (repeatable; NAME picks which, e.g. "
+                        "g2g: class | vgg16, id_mapper: generator | identity | landmarks | attr)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.steps=100")
     args = p.parse_intermixed_args(argv)
     if args.resume and args.init:
@@ -28,9 +31,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from core.config import ConfigError, load_config
 
+    from models import weights_overrides
+
     try:
         cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
+        if args.weights:  # the method (hence its weight keys) is known once the config is read
+            cfg = load_config(args.config, [*args.overrides, *weights_overrides(cfg.method, args.weights)])
+    except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if cfg.run.name is None:

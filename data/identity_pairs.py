@@ -49,3 +49,30 @@ class IdentityPairs(torch.utils.data.Dataset):
         a, b = self.dataset[(k % self.n, flip)], self.dataset[(self.partner(k), flip)]
         return {"image": a["image"], "identity": a["identity"], "index": a["index"],
                 "image2": b["image"], "identity2": b["identity"], "index2": b["index"]}
+
+
+def labelled_faces(d, split: str):
+    """The identity-labelled images pairs are drawn from: synthetic renders, or aligned CelebA with its
+    ``identity_CelebA.txt`` (official partition: train -> train, test -> test; served from the uint8 cache
+    when ``data.cache`` allows)."""
+    if d.name == "synthetic":
+        from data.synthetic import SyntheticFaces
+
+        n = d.train_length if split == "train" else d.test_length
+        return SyntheticFaces(size=d.size, length=n, seed=d.seed, split=split, n_identities=d.n_identities,
+                              cache_dir=d.cache_dir)
+    if d.name == "celeba":
+        from data import _cache_dir
+        from data.celeba import CelebA, find_root
+        from data.folders import DatasetLayoutError
+
+        if not d.root:
+            raise DatasetLayoutError("data.root must point to the CelebA folder (img_align_celeba/, "
+                                     "list_attr_celeba.txt, list_eval_partition.txt, identity_CelebA.txt)")
+        root = find_root(d.root)
+        faces = CelebA(root, split, d.size, d.crop)
+        if "identity" not in faces.labels:
+            raise DatasetLayoutError(f"identity pairs need CelebA's identity labels: {root}/identity_CelebA.txt")
+        faces.identities = faces.labels["identity"]
+        return faces.use_cache(_cache_dir(d, root), f"celeba_{split}", d.cache, d.workers)
+    raise ValueError(f"identity pairs need data.name synthetic | celeba, got {d.name!r}")

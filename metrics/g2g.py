@@ -8,6 +8,8 @@ Columns: ``gt_l1`` / ``gt_psnr`` vs the true swap; ``target_l1`` / ``source_l1``
 face_nets checkpoint), ``id_sim`` = cosine of the judge's embeddings vs the class source and ``id_sim_gt`` vs
 the true swap. The method row adds ``recon_psnr`` (x^ = G(E_c(x), E_id(x)) vs x).
 Grids: ``swap_grid.png`` (rows: content sources; top row: class sources), ``swap_vs_ground_truth.png``.
+Real data (``data.name: celeba``) has no true swap: the first test pairs of different identities, no gt
+columns and no ground-truth grid.
 """
 from __future__ import annotations
 
@@ -29,14 +31,25 @@ def synthetic_swap_pairs(cfg, n: int) -> dict:
     return {"target": p["attr"], "source": p["id"], "gt": p["gt"]}
 
 
+def dataset_swap_pairs(method, cfg, n: int) -> dict:
+    """Real data (no ground truth): the first ``n`` test pairs of different identities."""
+    ds = method.datasets(cfg, "test")["pairs"]
+    items = [ds[k] for k in range(min(n, len(ds)))]
+    return {"target": torch.stack([it["image"] for it in items]), "source": torch.stack([it["image2"] for it in items])}
+
+
 def _scores(img, pairs, judge) -> dict:
-    s = {"gt_l1": l1(img, pairs["gt"]).mean().item(), "gt_psnr": psnr(img, pairs["gt"]).mean().item(),
-         "target_l1": l1(img, pairs["target"]).mean().item(), "source_l1": l1(img, pairs["source"]).mean().item()}
+    """Distances to each input, to the true swap where there is one, and the judge's identity similarities."""
+    s = {}
+    if "gt" in pairs:
+        s.update(gt_l1=l1(img, pairs["gt"]).mean().item(), gt_psnr=psnr(img, pairs["gt"]).mean().item())
+    s.update(target_l1=l1(img, pairs["target"]).mean().item(), source_l1=l1(img, pairs["source"]).mean().item())
     if judge is not None:
-        e = {k: F.normalize(batched(judge, t).float(), dim=1) for k, t in
-             (("img", img), ("source", pairs["source"]), ("gt", pairs["gt"]))}
+        e = {k: F.normalize(batched(judge, pairs[k] if k != "img" else img).float(), dim=1)
+             for k in ("img", "source", "gt") if k == "img" or k in pairs}
         s["id_sim"] = (e["img"] * e["source"]).sum(1).mean().item()
-        s["id_sim_gt"] = (e["img"] * e["gt"]).sum(1).mean().item()
+        if "gt" in e:
+            s["id_sim_gt"] = (e["img"] * e["gt"]).sum(1).mean().item()
     return s
 
 
@@ -51,15 +64,15 @@ def swap_grid(method, nets, targets, sources) -> list[list]:
 
 
 def evaluate_g2g(method, cfg, out_dir: Path, use_ema: bool = True) -> list[dict]:
-    if cfg.data.name != "synthetic":
-        raise ValueError("g2g evaluation needs the synthetic ground truth (data.name=synthetic)")
     nets, device, bs = method.eval_nets(use_ema), method.device, cfg.eval.batch_size
     judge = None
     if cfg.eval.identity_judge:
         from models.nets.face_small import build_identity_encoder
 
-        judge = build_identity_encoder("small", cfg.eval.identity_judge, device)
-    pairs = {k: v.to(device) for k, v in synthetic_swap_pairs(cfg, cfg.eval.max_images).items()}
+        judge = build_identity_encoder(cfg.eval.identity_judge_kind, cfg.eval.identity_judge, device)
+    pairs = (synthetic_swap_pairs(cfg, cfg.eval.max_images) if cfg.data.name == "synthetic"
+             else dataset_swap_pairs(method, cfg, cfg.eval.max_images))
+    pairs = {k: v.to(device) for k, v in pairs.items()}
     out = batched(lambda a, b: method.swap(a, b, nets).float().clamp(-1, 1), pairs["target"], pairs["source"], bs=bs)
     rows = [{"result": name, **_scores(img, pairs, judge)}
             for name, img in (("method", out), ("copy source", pairs["source"]), ("copy target", pairs["target"]))]
@@ -71,8 +84,9 @@ def evaluate_g2g(method, cfg, out_dir: Path, use_ema: bool = True) -> list[dict]
     out_dir.mkdir(parents=True, exist_ok=True)
     k = min(cfg.eval.num_display, out.shape[0])
     save_png(image_grid(swap_grid(method, nets, pairs["target"][:k], pairs["source"][:k])), out_dir / "swap_grid.png")
-    save_png(image_grid([list(pairs["target"][:k]), list(pairs["source"][:k]), list(out[:k]), list(pairs["gt"][:k])]),
-             out_dir / "swap_vs_ground_truth.png")
+    if "gt" in pairs:
+        save_png(image_grid([list(pairs["target"][:k]), list(pairs["source"][:k]), list(out[:k]),
+                             list(pairs["gt"][:k])]), out_dir / "swap_vs_ground_truth.png")
     for net in method.nets.values():
         net.train()
     return rows

@@ -18,6 +18,28 @@ METHODS = {
 }
 
 
+def weights_overrides(method: str, specs) -> list[str]:
+    """``--weights [NAME=]PATH`` values -> ``key=PATH`` config overrides for ``method`` (see
+    ``Method.weight_keys``); clear errors for a method without weight files, an unknown NAME or a missing file."""
+    from pathlib import Path
+
+    keys = METHODS[method].weight_keys if method in METHODS else {}
+    out = []
+    for spec in specs or []:
+        if not keys:
+            raise ValueError(f"method {method!r} reads no pretrained weight files; --weights does not apply")
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = next(iter(keys)), spec
+        if name not in keys:
+            raise ValueError(f"--weights {spec!r}: method {method!r} has no weight file {name!r}; "
+                             f"use NAME=PATH with NAME one of {', '.join(keys)} (default {next(iter(keys))})")
+        if not Path(path).is_file():
+            raise ValueError(f"--weights: file not found: {path} (for {keys[name]})")
+        out.append(f"{keys[name]}={path}")
+    return out
+
+
 def build_method(cfg, device):
     try:
         cls = METHODS[cfg.method]

@@ -73,6 +73,9 @@ class Method(nn.Module):
     """
 
     ema_nets: tuple[str, ...] = ()
+    # ``--weights [NAME=]PATH`` of train.py / eval.py: NAME -> the config key of a pretrained weight file; the
+    # first entry is the default NAME
+    weight_keys: dict[str, str] = {}
 
     def __init__(self, cfg, device: torch.device):
         super().__init__()

@@ -38,6 +38,8 @@ def gan_loss(logits, real: bool, mode: str):
 
 
 class G2G(Method):
+    weight_keys = {"class": "model.class_weights", "vgg16": "model.vgg_weights"}
+
     def __init__(self, cfg, device):
         super().__init__(cfg, device)
         m = cfg.model
@@ -70,16 +72,10 @@ class G2G(Method):
 
     @staticmethod
     def datasets(cfg, split):
-        from data.identity_pairs import IdentityPairs
-        from data.synthetic import SyntheticFaces
+        from data.identity_pairs import IdentityPairs, labelled_faces
 
         d = cfg.data
-        if d.name != "synthetic":
-            raise ValueError("g2g needs identity labels for its pairs; only data.name=synthetic is supported so far")
-        n = d.train_length if split == "train" else d.test_length
-        faces = SyntheticFaces(size=d.size, length=n, seed=d.seed, split=split, n_identities=d.n_identities,
-                               cache_dir=d.cache_dir)
-        return {"pairs": IdentityPairs(faces, seed=d.seed, partners=d.pair_partners)}
+        return {"pairs": IdentityPairs(labelled_faces(d, split), seed=d.seed, partners=d.pair_partners)}
 
     # --- inference -------------------------------------------------------------------------------
     def class_code(self, x, nets=None):

@@ -72,6 +72,8 @@ def real_attribute_images(d):
 
 class IdMapper(Method):
     ema_nets = ("attr_enc", "mapper")
+    weight_keys = {"generator": "model.generator", "identity": "model.identity_weights",
+                   "landmarks": "model.landmarks_weights", "attr": "model.attr_weights"}
 
     def __init__(self, cfg, device):
         super().__init__(cfg, device)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core.cli import clear_errors  # noqa: E402
 
 # data keys that define the test images; they must agree for the comparison to mean anything
 TEST_DATA_KEYS = ("name", "root", "attribute", "size", "crop", "seed", "test_length", "n_identities")
@@ -71,6 +72,7 @@ def combine(results: list[tuple[str, list[dict]]]) -> list[dict]:
     return sorted(rows, key=lambda r: order.index(r["task"]))  # stable: runs keep their order within a task
 
 
+@clear_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     import eval as evaluate

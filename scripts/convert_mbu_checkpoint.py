@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core.cli import clear_errors  # noqa: E402
 
 # our net -> (its key in the original's file, new-style name first; prefix of its nn.Sequential there)
 SOURCES = {"e1": (("e1",), "full."), "e2": (("e2",), "full."), "d_a": (("d_a", "decoder"), "main."),
@@ -37,11 +38,12 @@ def convert_state(state: dict) -> tuple[dict, int]:
     return nets, int(state.get("iters", 0))
 
 
+@clear_errors
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="the original's checkpoint file (torch.save of a dict)")
     p.add_argument("dest", help="our checkpoint file to write")
-    p.add_argument("--config", default="configs/mask_celeba_glasses.yaml")
+    p.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "configs" / "mask_celeba_glasses.yaml"))
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_intermixed_args(argv)
 

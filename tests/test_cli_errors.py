@@ -15,6 +15,9 @@ CFG = "configs/synth_glasses.yaml"
     (["--config", CFG, "device=gpu"], "device must be auto|cpu|cuda"),
     (["--config", CFG, "data.attribute=hat"], "not a synthetic content attribute"),
     (["--config", CFG, "--resume", "missing.pt"], "checkpoint not found"),
+    (["--config", CFG, "--weights", "w.pt"], "method 'content_ae' reads no pretrained weight files"),
+    (["--config", "configs/g2g_synth.yaml", "--weights", "missing.pt"], "file not found: missing.pt (for model.class_weights)"),
+    (["--config", "configs/g2g_synth.yaml", "--weights", "arcface=x.pt"], "NAME one of class, vgg16"),
 ])
 def test_train_errors(argv, message, tmp_path, capsys):
     code = train.main(argv + [f"run.dir={tmp_path}", "data.train_length=8", "data.test_length=4",
@@ -35,3 +38,38 @@ def test_argparse_errors(capsys):
 def test_eval_rejects_non_checkpoints(capsys):
     assert eval_cli.main(["--checkpoint", "configs/base.yaml"]) == 2
     assert "corrupt or unreadable" in capsys.readouterr().err
+
+
+def test_weights_flag_sets_the_method_key(tmp_path, capsys):
+    """``--weights PATH`` fills the method's default weight key, ``NAME=PATH`` another one (dry run)."""
+    a, b = tmp_path / "resnet.pth", tmp_path / "vgg.pth"
+    a.write_bytes(b"x")
+    b.write_bytes(b"x")
+    assert train.main(["--config", "configs/g2g_synth.yaml", "--weights", str(a), "--weights", f"vgg16={b}",
+                       "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"class_weights: {a}" in out and f"vgg_weights: {b}" in out
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"script_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("name, argv, message", [
+    ("compare_content_methods", ["--checkpoints", "missing.pt"], "checkpoint not found: missing.pt"),
+    ("remove_content", ["--checkpoint", "missing.pt", "--images", ".", "--out", "x"], "checkpoint not found"),
+    ("convert_mbu_checkpoint", ["missing.pt", "out.pt", "x=1"], "unknown config key 'x'"),
+    ("generate_w_dataset", ["--generator", "missing.pt", "--out", "x", "--count", "2"], "not found"),
+])
+def test_script_errors(name, argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _script(name).main(argv) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err

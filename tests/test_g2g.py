@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import eval as eval_cli
 import train
@@ -130,3 +131,69 @@ def test_frozen_resnet50_class_encoder_in_the_method(tmp_path):
     assert "class_enc" not in g.nets and g.class_code(torch.zeros(2, 3, 32, 32)).shape == (2, 2048)
     g.train()  # the frozen encoder stays in eval mode (the original's BN drift is not copied)
     assert not any(mod.training for mod in g.frozen["class_enc"].modules())
+
+
+def test_content_norm_option_keeps_or_drops_colour():
+    """content_norm=in removes each image's per-channel colour offset from the content code; none keeps it."""
+    from models.nets.g2g_nets import ContentEncoder
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    shifted = x + torch.tensor([0.3, -0.2, 0.1])[:, None, None]  # the same image, global colour changed
+    enc_in, enc_none = ContentEncoder(4, 1, 1, "in"), ContentEncoder(4, 1, 1, "none")
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in enc_none.modules())
+    first = enc_in.net[0][:3]  # pad, conv, IN: the colour shift is a constant per channel after the conv
+    torch.testing.assert_close(first(x), first(shifted), atol=1e-4, rtol=0)
+    assert (enc_none(x) - enc_none(shifted)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="in\\|none"):
+        ContentEncoder(4, 1, 1, "bn")
+
+
+def test_eval_weights_flag(trained, tmp_path, capsys):
+    """eval.py --weights points a frozen net at a moved file; a missing file is a clear error, exit 2."""
+    _, run = trained
+    assert eval_cli.main(["--checkpoint", str(run / "checkpoint-latest.pt"), "--weights", "gone.pth"]) == 2
+    assert "file not found: gone.pth (for model.class_weights)" in capsys.readouterr().err
+    moved = tmp_path / "class.pth"
+    moved.write_bytes(b"unused by the small class encoder")
+    assert eval_cli.main(["--checkpoint", str(run / "checkpoint-latest.pt"), "--weights", f"class={moved}",
+                          "--out", str(tmp_path / "ev")]) == 0
+
+
+def test_celeba_identity_pairs_train_and_eval(tmp_path):
+    """CelebA in its public layout (identity_CelebA.txt): pairs of different people, a short run, eval
+    without ground truth (no gt columns, no truth grid)."""
+    from tests.celeba_layout import write_celeba
+
+    root = write_celeba(tmp_path, n=60)
+    rng = np.random.default_rng(0)
+    for f in (root / "img_align_celeba").iterdir():  # textured images: flat ones make every IN layer 0/0
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(f, quality=90)
+    args = [a for a in g2g_args(tmp_path, "celeba") if not a.startswith(("--config", "data.cache_dir"))
+            and not a.endswith("g2g_synth.yaml")]
+    args = ["--config", str(ROOT / "configs/g2g_celeba.yaml"), *args, f"data.root={root}", "data.size=32",
+            "model.class_input_size=null", "model.perceptual=l1", "data.cache=off", "train.steps=2"]
+    assert train.main(args) == 0
+    from data.identity_pairs import IdentityPairs, labelled_faces
+    from core.config import load_config
+
+    cfg = load_config(ROOT / "configs/g2g_celeba.yaml", [f"data.root={root}", "data.size=32", "data.cache=off"])
+    pairs = IdentityPairs(labelled_faces(cfg.data, "train"), partners=2)
+    assert len(pairs) == 2 * 36  # the official train partition: the first 60% of the fixture
+    assert all(pairs[k]["identity"] != pairs[k]["identity2"] for k in range(len(pairs)))
+    out = tmp_path / "ev"
+    assert eval_cli.main(["--checkpoint", str(tmp_path / "celeba" / "checkpoint-latest.pt"), "--out", str(out)]) == 0
+    row = json.loads((out / "metrics.json").read_text())[0]
+    assert "target_l1" in row and "gt_psnr" not in row and (out / "swap_grid.png").is_file()
+    assert not (out / "swap_vs_ground_truth.png").exists()
+
+
+def test_celeba_without_identity_file_is_a_clear_error(tmp_path, capsys):
+    from tests.celeba_layout import write_celeba
+
+    root = write_celeba(tmp_path, n=20)
+    (root / "identity_CelebA.txt").unlink()
+    assert train.main(["--config", str(ROOT / "configs/g2g_celeba.yaml"), f"data.root={root}", "data.size=32",
+                       f"run.dir={tmp_path}", "model.class_encoder=small", "model.perceptual=l1",
+                       "data.cache=off", "train.steps=1"]) == 1
+    assert "identity pairs need CelebA's identity labels" in capsys.readouterr().err
