@@ -9,6 +9,9 @@ Group ``j`` is identity ``ids[j % n_ids]`` with images picked by a generator see
 
 Each image carries flip-aware ground truth from :func:`data.synthetic.factor_vectors`: ``pose`` (4),
 ``identity`` vector (24), ``expression`` (3), ``style`` (15); a flipped group uses the mirrored scene.
+:class:`IdentityGroups` works on any dataset exposing ``identities`` whose items (``ds[(i, flip)]``) are dicts
+of tensors (e.g. :class:`data.vggface2.VGGFace2`); :class:`ImageChunks` gives unlabelled-by-identity data
+(e.g. AffectNet) the same batch shape.
 """
 from __future__ import annotations
 
@@ -41,6 +44,10 @@ class FactorFaces(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.faces)
 
+    @property
+    def identities(self):
+        return self.faces.identities
+
     def __getitem__(self, item):
         i, flip = item if isinstance(item, tuple) else (item, False)
         out = self.faces[(i, flip)]
@@ -52,22 +59,23 @@ class FactorFaces(torch.utils.data.Dataset):
 class IdentityGroups(torch.utils.data.Dataset):
     """Index ``j`` -> ``group_size`` images of one identity, stacked: ``image`` (m, 3, H, W) etc.
 
-    Only identities with at least ``group_size`` images are used. ``repeats`` groups per identity per
-    epoch (different image subsets when an identity has more than ``group_size`` images).
+    ``faces``: any dataset with ``identities`` (one per item) and dict items for ``(i, flip)``. Only
+    identities with at least ``group_size`` images are used. ``repeats`` groups per identity per epoch
+    (different image subsets when an identity has more than ``group_size`` images).
     """
 
-    def __init__(self, faces: FactorFaces, group_size: int = 4, seed: int = 0, repeats: int = 1):
+    def __init__(self, faces, group_size: int = 4, seed: int = 0, repeats: int = 1):
         if group_size < 2:
             raise ValueError(f"group_size must be >= 2 to give positives, got {group_size}")
         self.items, self.group_size, self.seed, self.repeats = faces, int(group_size), int(seed), int(repeats)
-        ids = np.asarray(faces.faces.identities)
+        ids = np.asarray(faces.identities)
         by_id: dict[int, list[int]] = {}
         for i, k in enumerate(ids.tolist()):
             by_id.setdefault(k, []).append(i)
         self.members = [np.array(v) for k, v in sorted(by_id.items()) if len(v) >= group_size]
         if not self.members:
-            raise ValueError(f"no identity has {group_size} images; raise data.train_length or lower "
-                             f"model.group_size / data.n_identities")
+            raise ValueError(f"no identity has {group_size} images; lower model.group_size (synthetic: raise "
+                             f"data.train_length or lower data.n_identities)")
 
     def __len__(self) -> int:
         return len(self.members) * self.repeats
@@ -77,6 +85,29 @@ class IdentityGroups(torch.utils.data.Dataset):
         pool = self.members[j % len(self.members)]
         rng = np.random.default_rng([self.seed, 7919, int(j)])
         return rng.choice(pool, self.group_size, replace=False)
+
+    def __getitem__(self, item):
+        j, flip = item if isinstance(item, tuple) else (item, False)
+        rows = [self.items[(int(i), flip)] for i in self.indices(int(j))]
+        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+class ImageChunks(torch.utils.data.Dataset):
+    """Index ``j`` -> the ``size`` images ``perm[j*size:(j+1)*size]`` of a fixed seeded permutation, stacked like
+    :class:`IdentityGroups` (so every source of a step gives ``batch_size * size`` images). A remainder of
+    fewer than ``size`` images is left out."""
+
+    def __init__(self, dataset, size: int, seed: int = 0):
+        if len(dataset) < size:
+            raise ValueError(f"{type(dataset).__name__} has {len(dataset)} images, fewer than one group of {size}")
+        self.items, self.size = dataset, int(size)
+        self.perm = np.random.default_rng([int(seed), 4099]).permutation(len(dataset))
+
+    def __len__(self) -> int:
+        return len(self.items) // self.size
+
+    def indices(self, j: int) -> np.ndarray:
+        return self.perm[j * self.size:(j + 1) * self.size]
 
     def __getitem__(self, item):
         j, flip = item if isinstance(item, tuple) else (item, False)

@@ -4,20 +4,33 @@ An adversarial auto-encoder Q/P learns z (99-d) with a latent GAN (D_z vs an N(0
 GAN (D). E splits z into [pose 3 | identity 32 | style 32 | expression 32] and G maps the parts back.
 ``model.phase`` picks what trains (spec B.0): ``ae`` (Q, P, D_z, D), ``disentangle`` (E, G on a frozen
 AE), ``joint`` (all; the disentanglement loss reaches Q but not P). Chain the phases with ``--init``.
+
+Data (``data.name``): ``synthetic`` (every image labels all four parts) or ``real``: the datasets of
+``model.real_datasets``, one named stream each, every image feeding the AE losses and each dataset's feature,
+cycle and augmentation losses using only the parts it labels (``REAL_PARTS``).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from data.identity_batches import build_identity_groups, flatten_groups
+from data.folders import DatasetLayoutError
+from data.identity_batches import IdentityGroups, ImageChunks, build_identity_groups, flatten_groups
 from losses import bce_logits
 from models.base import Method
 from models.nets.mad_nets import Decoder, Encoder, ImageDisc, LatentDisc, Merger, Splitter
 
 PARTS = ("pose", "identity", "style", "expression")
 PHASES = ("ae", "disentangle", "joint")
+DATA = ("synthetic", "real")
+# parts each real dataset labels (spec B.4 minus pose: neither public release has pose labels; the original
+# regressed VGGFace2's all-zero pose). VoxCeleb1 (style by video) is not wired in yet.
+REAL_PARTS = {"vggface2": ("identity",), "affectnet": ("expression",)}
+LABEL_KEYS = {"pose": "f_pose", "identity": "identity", "style": "f_style", "expression": "f_expression"}
 
 
 def adam(params, lr, betas):
@@ -44,10 +57,14 @@ def identity_triplets(emb, ids, n_hard):
     return pos, neg, valid
 
 
-def label_triplets(labels, neg_rank_min):
-    """Per anchor: the nearest other sample in label space as positive, a random rank >= neg_rank_min as negative."""
+def label_triplets(labels, neg_rank_min, classes=None, class_distance=0.0):
+    """Per anchor: the nearest other sample in label space as positive, a random rank >= neg_rank_min as negative.
+
+    Label distance: L2 of ``labels``, plus ``class_distance`` where ``classes`` (if given) differ."""
     b = labels.shape[0]
     dist = torch.cdist(labels, labels)
+    if classes is not None:
+        dist = dist + class_distance * (classes[:, None] != classes[None, :])
     dist.fill_diagonal_(float("inf"))
     order = dist.argsort(1)  # self last
     lo = max(0, min(neg_rank_min, b - 2))
@@ -62,7 +79,8 @@ def feature_loss(part: str, emb, batch, m) -> torch.Tensor:
     if part == "identity":
         pos, neg, valid = identity_triplets(emb, batch["identity"], m.hard_negatives)
         return _triplet_idx(emb, pos, neg, valid, m)
-    pos, neg = label_triplets(batch[f"f_{part}"], m.neg_rank_min)
+    classes = batch.get("expression_class") if part == "expression" else None
+    pos, neg = label_triplets(batch[f"f_{part}"], m.neg_rank_min, classes, m.expression_class_distance)
     return _triplet_idx(emb, pos, neg, torch.ones_like(pos, dtype=torch.bool), m)
 
 
@@ -80,7 +98,69 @@ def _frozen(net, x):
 
 
 def permute_labels(batch: dict, perm) -> dict:
-    return {k: v[perm] for k, v in batch.items() if k.startswith("f_") or k == "identity"}
+    return {k: v[perm] for k, v in batch.items() if k.startswith("f_") or k in ("identity", "expression_class")}
+
+
+def labelled_parts(labels: dict) -> tuple[str, ...]:
+    """The parts whose labels ``labels`` holds, in ``PARTS`` order."""
+    return tuple(k for k in PARTS if LABEL_KEYS[k] in labels)
+
+
+def source_labels(name: str, batch: dict) -> dict:
+    """A flat batch's labels in the feature losses' names: synthetic as is, VGGFace2 ``identity``, AffectNet
+    ``f_expression`` = (valence, arousal) and ``expression_class``."""
+    if name == "vggface2":
+        return {"identity": batch["identity"]}
+    if name == "affectnet":
+        return {"f_expression": torch.stack([batch["valence"], batch["arousal"]], 1).float(),
+                "expression_class": batch["expression"]}
+    return batch
+
+
+# --- real data -------------------------------------------------------------------------------------
+def real_sources(cfg) -> list[str]:
+    """``model.real_datasets``, checked: supported names, no repeats, each ``data.<name>_root`` a folder."""
+    names = list(cfg.model.real_datasets or [])
+    if not names:
+        raise ValueError(f"data.name=real needs model.real_datasets (some of {list(REAL_PARTS)})")
+    for name in names:
+        if name not in REAL_PARTS:
+            raise ValueError(f"model.real_datasets: {name!r} is not supported; choose from {list(REAL_PARTS)}")
+        root = cfg.data[f"{name}_root"]
+        if not root:
+            raise DatasetLayoutError(f"model.real_datasets has {name}: set data.{name}_root to its folder")
+        if not Path(root).is_dir():
+            raise DatasetLayoutError(f"data.{name}_root {root} does not exist")
+    if len(set(names)) != len(names):
+        raise ValueError(f"model.real_datasets lists a dataset twice: {names}")
+    return names
+
+
+def build_real(cfg, split: str) -> dict:
+    """``{name: dataset}`` of ``model.real_datasets``. Training: VGGFace2 as :class:`IdentityGroups` (positives
+    in every batch), the others as :class:`ImageChunks`, both ``model.group_size`` images per index; test
+    (VGGFace2 test, AffectNet validation): flat images."""
+    from data.affectnet import AffectNet
+    from data.vggface2 import VGGFace2
+
+    d, m = cfg.data, cfg.model
+    out = {}
+    for name in real_sources(cfg):
+        root = Path(d[f"{name}_root"])
+        if name == "vggface2":
+            ds = VGGFace2(root, "train" if split == "train" else "test", d.size, min_height=d.vggface2_min_height)
+        else:
+            ds = AffectNet(root, "train" if split == "train" else "validation", d.size)
+        part = "train" if split == "train" else "test"
+        ds.use_cache(Path(d.cache_root) if d.cache_root else root / "cache", f"{name}_{part}", d.cache, d.workers)
+        if split == "train" and name == "vggface2":
+            # about one group per group_size images and epoch (one per identity would use 4 of ~360 images)
+            repeats = max(1, len(ds) // (len(np.unique(ds.identities)) * m.group_size))
+            ds = IdentityGroups(ds, m.group_size, cfg.seed, repeats)
+        elif split == "train":
+            ds = ImageChunks(ds, m.group_size, cfg.seed)
+        out[name] = ds
+    return out
 
 
 class MAD(Method):
@@ -93,6 +173,8 @@ class MAD(Method):
             raise ValueError(f"model.phase must be one of {PHASES}, got {m.phase!r}")
         if len(m.pose_targets) != m.dims.pose:
             raise ValueError(f"model.pose_targets has {len(m.pose_targets)} entries, model.dims.pose is {m.dims.pose}")
+        if cfg.data.name not in DATA:  # dataset roots are checked when the datasets are built (not needed by eval)
+            raise ValueError(f"MAD trains on data.name {' | '.join(DATA)}, got {cfg.data.name!r}")
         self.dims = {k: int(m.dims[k]) for k in PARTS}
         z = self.z_dim = sum(self.dims.values())
         self.nets["q"] = Encoder(size, z, m.width)
@@ -111,6 +193,8 @@ class MAD(Method):
 
     @staticmethod
     def datasets(cfg, split):
+        if cfg.data.name == "real":
+            return build_real(cfg, split)
         return {"faces": build_identity_groups(cfg, split)}
 
     # --- inference -------------------------------------------------------------------------------
@@ -144,22 +228,32 @@ class MAD(Method):
         logs.update({"loss/rec": rec.item(), "loss/z_adv": z_adv.item(), "loss/img_adv": img_adv.item()})
         return m.w_recon * rec + m.w_zadv * z_adv + m.w_adv * img_adv
 
-    def _disent_losses(self, z, parts, batch, step, logs):
-        """L_I = w_disent [w_zrec |z - G(E(z))| + w_feat L_f + w_cycle L_cyc + w_aug L_aug] (spec B.4)."""
+    def _disent_losses(self, z, parts, sources, step, logs):
+        """L_I = w_disent [w_zrec |z - G(E(z))| + w_feat L_f + w_cycle L_cyc + w_aug L_aug] (spec B.4) per source,
+        averaged over sources. ``sources``: name -> (slice of the batch, labels). L_f sums the parts a source
+        labels; the cycled factor is its labelled parts in turn (synthetic: pose, identity, style, expression)."""
         m, n = self.cfg.model, self.nets
         z_rec = n["g"](parts)
-        zrec = F.l1_loss(z_rec, z.detach())
-        feat = 0.0
-        for k in PARTS:
-            lf = feature_loss(k, parts[k], batch, m)
-            logs[f"loss/f_{k}"] = lf.item()
-            feat = feat + getattr(m, f"w_{k}") * lf
-        cyc, aug = self._cycle(parts, batch, PARTS[step % len(PARTS)])
-        logs.update({"loss/zrec": zrec.item(), "loss/feat": feat.item(), "loss/cycle": cyc.item(),
-                     "loss/aug": aug.item()})
-        total = m.w_disent * (m.w_zrec * zrec + m.w_feat * feat + m.w_cycle * cyc + m.w_aug * aug)
-        logs["loss/disent"] = total.item()
-        return total, z_rec
+        one = len(sources) == 1
+        total, vals = None, {}
+        for name, (sl, labels) in sources.items():
+            own, zr, zs = (parts, z_rec, z) if one else ({k: v[sl] for k, v in parts.items()}, z_rec[sl], z[sl])
+            todo = labelled_parts(labels)
+            if not todo:
+                raise ValueError(f"dataset {name!r} labels none of the parts {PARTS}")
+            zrec = F.l1_loss(zr, zs.detach())
+            feat = 0.0
+            for k in todo:
+                lf = feature_loss(k, own[k], labels, m)
+                vals.setdefault(f"loss/f_{k}", []).append(lf.item())
+                feat = feat + getattr(m, f"w_{k}") * lf
+            cyc, aug = self._cycle(own, labels, todo[step % len(todo)])
+            t = m.w_disent * (m.w_zrec * zrec + m.w_feat * feat + m.w_cycle * cyc + m.w_aug * aug)
+            for k, v in (("zrec", zrec), ("feat", feat), ("cycle", cyc), ("aug", aug), ("disent", t)):
+                vals.setdefault(f"loss/{k}", []).append(v.item())
+            total = t if total is None else total + t
+        logs.update({k: sum(v) / len(v) for k, v in vals.items()})
+        return (total if one else total / len(sources)), z_rec
 
     def _cycle(self, parts, batch, factor):
         """Swap ``factor`` across the batch, run G->P->Q->E: L_cyc on the non-pose dims, L_aug on ``factor``."""
@@ -176,8 +270,12 @@ class MAD(Method):
 
     def train_step(self, batch, step, ctx):
         m, n, phase = self.cfg.model, self.nets, self.cfg.model.phase
-        batch = flatten_groups(batch["faces"])
-        x = batch["image"]
+        flat = {k: flatten_groups(v) for k, v in batch.items()}
+        sources, start = {}, 0
+        for k, b in flat.items():
+            sources[k] = (slice(start, start + len(b["image"])), source_labels(k, b))
+            start += len(b["image"])
+        x = torch.cat([b["image"] for b in flat.values()]) if len(flat) > 1 else next(iter(flat.values()))["image"]
         self._set_modes(phase)
         logs = {}
         for o in self.optims.values():
@@ -188,7 +286,7 @@ class MAD(Method):
                 z = z.detach()
             loss = 0.0
             if phase != "ae":
-                loss, z_rec = self._disent_losses(z, n["e"](z), batch, step, logs)
+                loss, z_rec = self._disent_losses(z, n["e"](z), sources, step, logs)
             if phase != "disentangle":
                 x_hat = n["p"](z if phase == "ae" else z_rec)
                 loss = loss + self._ae_losses(x, z, x_hat, logs)
@@ -223,7 +321,7 @@ class MAD(Method):
     @torch.no_grad()
     def sample_grids(self, fixed):
         nets = self.eval_nets()
-        x = fixed["faces"]
+        x = torch.cat(list(fixed.values()))
         rows = {"reconstruction": [list(x), list(self.reconstruct(x, nets).float())]}
         for net in self.nets.values():
             net.train()

@@ -197,3 +197,150 @@ def test_triplet_sampling_rules():
     assert ((labels[neg] - labels).abs().squeeze(1) >= 6).all()  # ranks 10.. of 11 others
     with pytest.raises(ValueError, match="no same-identity positive"):
         identity_triplets(emb, torch.arange(12), 5)
+
+
+# --- real data: VGGFace2 + AffectNet in their public layouts ---------------------------------------
+REAL_TINY = ["data.size=32", "data.batch_size=4", "model.group_size=4", "train.log_every=1", "train.grid_size=2",
+             "model.width=0.125", "model.hidden=32", "model.dz_hidden=32", "eval.max_images=24",
+             "eval.num_display=2", "eval.batch_size=8", "data.test_length=24", "data.n_identities=10"]
+
+
+def make_vggface2_ids(root, n_ids=5, per_id=8, n_test=2):
+    """VGGFace2 train/ + test/ identity folders with loose_bb CSVs; boxes 110 px tall (kept by min_height 100)."""
+    from tests.test_real_loaders import save
+
+    for split, ids, per in (("train", range(n_ids), per_id), ("test", range(100, 100 + n_test), 2)):
+        rows = ["NAME_ID,X,Y,W,H"]
+        for i in ids:
+            for k in range(per):
+                name = f"n{i + 2:06d}/{k:04d}_01"
+                save(root / split / f"{name}.jpg", 100, 140, colour=(40 * (i % 6), 20 * k, 90))
+                rows.append(f'"{name}",10,15,80,110')
+        (root / "bb_landmark").mkdir(parents=True, exist_ok=True)
+        (root / "bb_landmark" / f"loose_bb_{split}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def make_affectnet(root, n_train=20, n_val=4):
+    """AffectNet training.csv / validation.csv (header, 68 landmarks) and Manually_Annotated_Images/."""
+    from tests.test_real_loaders import save
+
+    lms = ";".join(f"{30 + k % 5}.0;{40 + k % 7}.0" for k in range(68))
+    for name, n in (("training.csv", n_train), ("validation.csv", n_val)):
+        rows = [",".join(("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+                          "facial_landmarks", "expression", "valence", "arousal"))]
+        for k in range(n):
+            rel = f"{k % 3}/{name[0]}{k}.jpg"
+            e = k % 8
+            save(root / "Manually_Annotated_Images" / rel, 90, 110, colour=(30 * e, 40, 20 + 5 * k))
+            rows.append(f'{rel},10,20,60,70,"{lms}",{e},{(k % 5) / 5 - 0.4:.2f},{(k % 7) / 7 - 0.4:.2f}')
+        (root / name).write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def real_roots(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("real_data")
+    return make_vggface2_ids(tmp / "vggface2"), make_affectnet(tmp / "affectnet")
+
+
+def _real_cfg(roots, phase="ae", *extra):
+    return load_config(ROOT / f"configs/mad_real_{phase}.yaml",
+                       [f"data.vggface2_root={roots[0]}", f"data.affectnet_root={roots[1]}", *REAL_TINY, *extra])
+
+
+def test_real_datasets_vggface2_groups_hold_positives(real_roots):
+    from models.mad import MAD, labelled_parts, source_labels
+
+    cfg = _real_cfg(real_roots)
+    ds = MAD.datasets(cfg, "train")
+    assert list(ds) == ["vggface2", "affectnet"]
+    assert len(ds["vggface2"]) == 10  # 5 identities x 2 repeats (8 images each, groups of 4)
+    assert len(ds["affectnet"]) == 5  # 20 rows in chunks of 4
+    for step in range(4):
+        b = flatten_groups(_batch(ds["vggface2"], step))
+        ids = b["identity"]
+        same = (ids[:, None] == ids[None, :]).sum(1) - 1
+        assert b["image"].shape == (16, 3, 32, 32) and (same >= 3).all()
+        assert set(ids.tolist()) <= {2, 3, 4, 5, 6}
+        a = flatten_groups(_batch(ds["affectnet"], step))
+        assert a["image"].shape == (16, 3, 32, 32) and {"expression", "valence", "arousal"} <= set(a)
+        assert labelled_parts(source_labels("vggface2", b)) == ("identity",)
+        assert labelled_parts(source_labels("affectnet", a)) == ("expression",)
+    # the chunks of one epoch cover each usable AffectNet image once
+    assert sorted(np.concatenate([ds["affectnet"].indices(j) for j in range(5)]).tolist()) == list(range(20))
+    test = MAD.datasets(cfg, "test")  # VGGFace2 test/, AffectNet validation.csv: flat images for the grids
+    assert len(test["vggface2"]) == 4 and len(test["affectnet"]) == 4 and test["affectnet"][0]["image"].ndim == 3
+
+
+def test_expression_label_distance_counts_the_class():
+    from models.mad import label_triplets
+
+    torch.manual_seed(0)
+    va = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.2, 0.0]])
+    pos, _ = label_triplets(va, 10)
+    assert pos[0] == 1
+    pos, _ = label_triplets(va, 10, torch.tensor([0, 1, 0]), 0.25)  # 0.1 + 0.25 > 0.2: same class is nearer
+    assert pos[0] == 2 and pos[2] == 0
+
+
+def _run_real(tmp, roots, phase, steps, *extra):
+    args = ["--config", str(ROOT / f"configs/mad_real_{phase}.yaml"), f"run.dir={tmp}", f"run.name={phase}",
+            f"data.vggface2_root={roots[0]}", f"data.affectnet_root={roots[1]}", f"data.cache_dir={tmp / 'cache'}",
+            f"train.steps={steps}", *REAL_TINY, *extra]
+    assert train.main(args) == 0
+    name = next(a.split("=", 1)[1] for a in reversed(args) if a.startswith("run.name="))
+    return [json.loads(ln) for ln in (tmp / name / "stats.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def real_phases(tmp_path_factory, real_roots):
+    tmp = tmp_path_factory.mktemp("mad_real")
+    logs = {"ae": _run_real(tmp, real_roots, "ae", 2)}
+    logs["disentangle"] = _run_real(tmp, real_roots, "disentangle", 2, "--init", str(tmp / "ae" / "checkpoint-latest.pt"))
+    logs["joint"] = _run_real(tmp, real_roots, "joint", 2, "--init", str(tmp / "disentangle" / "checkpoint-latest.pt"))
+    logs["affectnet_only"] = _run_real(tmp, real_roots, "disentangle", 1, "run.name=affectnet_only",
+                                       "model.real_datasets=[affectnet]", "--init",
+                                       str(tmp / "ae" / "checkpoint-latest.pt"))
+    return tmp, logs
+
+
+def test_real_phases_log_the_labelled_feature_losses(real_phases):
+    _, logs = real_phases
+    keys = {p: set().union(*[r.keys() for r in recs]) for p, recs in logs.items()}
+    real_dis = {"loss/zrec", "loss/f_identity", "loss/f_expression", "loss/cycle", "loss/aug", "loss/disent"}
+    assert AE <= keys["ae"] and not DIS & keys["ae"]
+    assert real_dis <= keys["disentangle"] and not AE & keys["disentangle"]
+    assert AE | real_dis <= keys["joint"]
+    for p in ("disentangle", "joint", "affectnet_only"):  # no pose labels, no VoxCeleb: no pose or style loss
+        assert not {"loss/f_pose", "loss/f_style"} & keys[p], p
+    assert "loss/f_expression" in keys["affectnet_only"] and "loss/f_identity" not in keys["affectnet_only"]
+    for recs in logs.values():
+        assert all(np.isfinite(v) for r in recs for k, v in r.items() if k.startswith("loss/"))
+    # kimg counts groups: 2 datasets x 4 groups per step
+    assert logs["ae"][0]["kimg"] == pytest.approx(8 / 1000)
+
+
+def test_real_checkpoint_evaluates(real_phases, real_roots):
+    """eval.py needs no training data (the training roots may be gone)."""
+    tmp, _ = real_phases
+    out = tmp / "eval"
+    assert eval_cli.main(["--checkpoint", str(tmp / "joint" / "checkpoint-latest.pt"), "--out", str(out),
+                          f"eval.affectnet_root={real_roots[1]}", "data.vggface2_root=/no/such/folder"]) == 0
+    rows = json.loads((out / "metrics.json").read_text())
+    assert any("expr_accuracy" in r for r in rows)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["data.vggface2_root=null"], "set data.vggface2_root"),
+    (["data.affectnet_root=/no/such/folder"], "data.affectnet_root /no/such/folder does not exist"),
+    (["model.real_datasets=[vggface2, voxceleb]"], "'voxceleb' is not supported"),
+    (["model.real_datasets=[]"], "needs model.real_datasets"),
+    (["data.name=celeba"], "data.name synthetic | real"),
+])
+def test_real_data_errors(real_roots, tmp_path, capsys, extra, message):
+    args = ["--config", str(ROOT / "configs/mad_real_ae.yaml"), f"run.dir={tmp_path}",
+            f"data.vggface2_root={real_roots[0]}", f"data.affectnet_root={real_roots[1]}", "train.steps=1",
+            *REAL_TINY, *extra]
+    assert train.main(args) != 0
+    assert message in capsys.readouterr().err
