@@ -134,7 +134,7 @@ def _lookup(metrics: list[dict], select: dict, key: str, ctx: dict, optional: bo
         if optional:
             return None
         what = "no metric row matches" if not hits else f"metric key {key!r} missing from the row matching"
-        raise TableError(f"{where}: {what} {select}")
+        raise TableError(f"{where}: {what} {select} (an evaluation from an older version? add --reeval)")
     v = hits[0][key]
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         raise TableError(f"{where}: metric {key!r} is {v!r}, not a number")

@@ -92,7 +92,7 @@ def test_eval_writes_table_heatmap_and_grid(phases):
         assert (out / f).is_file(), f
     assert "R2 identity" in (out / "disentanglement.md").read_text()
     row = json.loads((out / "metrics.json").read_text())[0]
-    for key in ("dci_disentanglement", "mig", "verif_identity", "verif_other_parts"):
+    for key in ("dci_disentanglement", "mig", "verif_identity", "verif_other_parts", "roll_error_deg"):
         assert key in row, key
 
 
