@@ -56,7 +56,16 @@ class FactorFaces(torch.utils.data.Dataset):
         return out
 
 
-class IdentityGroups(torch.utils.data.Dataset):
+class _StackedGroups(torch.utils.data.Dataset):
+    """Index ``j`` (or ``(j, flip)``) -> the items ``self.indices(j)`` of ``self.items``, stacked per key."""
+
+    def __getitem__(self, item):
+        j, flip = item if isinstance(item, tuple) else (item, False)
+        rows = [self.items[(int(i), flip)] for i in self.indices(int(j))]
+        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+class IdentityGroups(_StackedGroups):
     """Index ``j`` -> ``group_size`` images of one identity, stacked: ``image`` (m, 3, H, W) etc.
 
     ``faces``: any dataset with ``identities`` (one per item) and dict items for ``(i, flip)``. Only
@@ -86,13 +95,9 @@ class IdentityGroups(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, 7919, int(j)])
         return rng.choice(pool, self.group_size, replace=False)
 
-    def __getitem__(self, item):
-        j, flip = item if isinstance(item, tuple) else (item, False)
-        rows = [self.items[(int(i), flip)] for i in self.indices(int(j))]
-        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-class ImageChunks(torch.utils.data.Dataset):
+class ImageChunks(_StackedGroups):
     """Index ``j`` -> the ``size`` images ``perm[j*size:(j+1)*size]`` of a fixed seeded permutation, stacked like
     :class:`IdentityGroups` (so every source of a step gives ``batch_size * size`` images). A remainder of
     fewer than ``size`` images is left out."""
@@ -109,10 +114,6 @@ class ImageChunks(torch.utils.data.Dataset):
     def indices(self, j: int) -> np.ndarray:
         return self.perm[j * self.size:(j + 1) * self.size]
 
-    def __getitem__(self, item):
-        j, flip = item if isinstance(item, tuple) else (item, False)
-        rows = [self.items[(int(i), flip)] for i in self.indices(int(j))]
-        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
 def flatten_groups(batch: dict) -> dict:

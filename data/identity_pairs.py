@@ -73,6 +73,5 @@ def labelled_faces(d, split: str):
         faces = CelebA(root, split, d.size, d.crop)
         if "identity" not in faces.labels:
             raise DatasetLayoutError(f"identity pairs need CelebA's identity labels: {root}/identity_CelebA.txt")
-        faces.identities = faces.labels["identity"]
         return faces.use_cache(_cache_dir(d, root), f"celeba_{split}", d.cache, d.workers)
     raise ValueError(f"identity pairs need data.name synthetic | celeba, got {d.name!r}")

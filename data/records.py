@@ -44,6 +44,13 @@ class FaceRecords(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.paths)
 
+    @property
+    def identities(self) -> np.ndarray:
+        """Identity label per image (what identity pairs and groups are drawn by)."""
+        if "identity" not in self.labels:
+            raise DatasetLayoutError(f"{type(self).__name__}: no identity labels (CelebA: identity_CelebA.txt)")
+        return self.labels["identity"]
+
     # --- pixels -------------------------------------------------------------------------------------
     def decode(self, i: int) -> tuple[np.ndarray, tuple]:
         """Image ``i`` as uint8 (size, size, 3) and its source->output affine."""

@@ -116,8 +116,3 @@ class VGGFace2(FaceRecords):
                          landmarks=pick(landmarks), bbox=pick(bbox), flip_perm=FLIP_5,
                          labels={k: v[idx] for k, v in labels.items()})
         self.names = [names[i] for i in idx]
-
-    @property
-    def identities(self) -> np.ndarray:
-        """Class id per image (what :class:`data.identity_batches.IdentityGroups` groups by)."""
-        return self.labels["identity"]

@@ -140,6 +140,7 @@ def build_real(cfg, split: str) -> dict:
     """``{name: dataset}`` of ``model.real_datasets``. Training: VGGFace2 as :class:`IdentityGroups` (positives
     in every batch), the others as :class:`ImageChunks`, both ``model.group_size`` images per index; test
     (VGGFace2 test, AffectNet validation): flat images."""
+    from data import _cache_dir
     from data.affectnet import AffectNet
     from data.vggface2 import VGGFace2
 
@@ -152,7 +153,7 @@ def build_real(cfg, split: str) -> dict:
         else:
             ds = AffectNet(root, "train" if split == "train" else "validation", d.size)
         part = "train" if split == "train" else "test"
-        ds.use_cache(Path(d.cache_root) if d.cache_root else root / "cache", f"{name}_{part}", d.cache, d.workers)
+        ds.use_cache(_cache_dir(d, root), f"{name}_{part}", d.cache, d.workers)
         if split == "train" and name == "vggface2":
             # about one group per group_size images and epoch (one per identity would use 4 of ~360 images)
             repeats = max(1, len(ds) // (len(np.unique(ds.identities)) * m.group_size))
