@@ -45,8 +45,8 @@ def _scores(img, pairs, judge) -> dict:
         s.update(gt_l1=l1(img, pairs["gt"]).mean().item(), gt_psnr=psnr(img, pairs["gt"]).mean().item())
     s.update(target_l1=l1(img, pairs["target"]).mean().item(), source_l1=l1(img, pairs["source"]).mean().item())
     if judge is not None:
-        e = {k: F.normalize(batched(judge, pairs[k] if k != "img" else img).float(), dim=1)
-             for k in ("img", "source", "gt") if k == "img" or k in pairs}
+        images = {"img": img, **{k: pairs[k] for k in ("source", "gt") if k in pairs}}
+        e = {k: F.normalize(batched(judge, t).float(), dim=1) for k, t in images.items()}
         s["id_sim"] = (e["img"] * e["source"]).sum(1).mean().item()
         if "gt" in e:
             s["id_sim_gt"] = (e["img"] * e["gt"]).sum(1).mean().item()

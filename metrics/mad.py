@@ -225,7 +225,7 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     n = len(ds)
     x = _stack(ds, "image", n)
     parts = {k: v.double().numpy() for k, v in _batched_parts(method, nets, x, cfg.eval.batch_size).items()}
-    truth = {k: np.stack([ds[i][f"f_{k}"].numpy() for i in range(n)]) for k in FACTOR_KEYS}
+    truth = {k: ds.tables[False][k][:n] for k in FACTOR_KEYS}  # unflipped ground truth, as ds[i] carries it
     r2 = r2_matrix(parts, truth, n // 2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -235,7 +235,7 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     code = np.concatenate([parts[k] for k in PART_KEYS], 1)
     row = {"data": f"synthetic test ({n})", "dci_disentanglement": dci_disentanglement(importance_matrix(code, truth)),
            "mig": mig(code, np.concatenate(list(truth.values()), 1))["mig"]}
-    ids = np.array([int(ds[i]["identity"]) for i in range(n)])
+    ids = np.asarray(ds.identities[:n])
     row["verif_identity"] = synthetic_verification(parts, ids, ["identity"])["accuracy"]
     row["verif_other_parts"] = synthetic_verification(parts, ids, [k for k in PART_KEYS if k != "identity"])["accuracy"]
     row.update({f"r2_{p}->{p}": r2[i, list(truth).index(p)] for i, p in enumerate(parts)})
