@@ -9,6 +9,10 @@ Paper tables (``configs/tables/<name>.yaml``; ``--table list`` lists them): ``py
 numbers beside the published ones and writes ``table-NAME.md`` / ``.json`` / ``.png`` into ``--out`` (default:
 ``<run dir's parent>/tables``). A run's ``eval-<step>/metrics.json`` is reused if present (unless
 ``--reeval``, ``--config`` or overrides are given), else the checkpoint is evaluated first.
+
+Leaderboards (one task, several methods, one common test set; ``evaluation/leaderboard.py``):
+``python eval.py --leaderboard identity_swap --runs runs/id_synth runs/g2g_synth runs/mad_synth_joint`` writes
+``leaderboard-<task>.md`` / ``.json`` / ``.png`` and ``-grid.png`` into ``--out`` (default ``runs/leaderboards``).
 """
 from __future__ import annotations
 
@@ -31,22 +35,15 @@ def parse_args(argv=None):
     p.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR",
                    help="with --table: run folders (their checkpoint-latest.pt)")
     p.add_argument("--reeval", action="store_true", help="with --table: evaluate even if metrics.json exists")
+    p.add_argument("--leaderboard", default=None, metavar="TASK",
+                   help="rank --runs on one task: content_transfer | identity_swap")
+    p.add_argument("--pairs", type=int, default=256, help="with --leaderboard: test pairs (default 256)")
+    p.add_argument("--size", type=int, default=None, help="with --leaderboard: scoring size (default: smallest run)")
+    p.add_argument("--identity-judge", default=None, help="with --leaderboard identity_swap: face_nets checkpoint "
+                   "(default: the first run's eval.identity_judge)")
+    p.add_argument("--analysis-judge", default=None, help="with --leaderboard identity_swap: as --identity-judge")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     return p.parse_intermixed_args(argv)
-
-
-def evaluators():
-    from metrics.content_transfer import evaluate_content_transfer
-    from metrics.face_nets import evaluate_face_nets_run
-    from metrics.g2g import evaluate_g2g
-    from metrics.gan import evaluate_gan
-    from metrics.id_disentangle import evaluate_id_disentanglement
-    from metrics.mad import evaluate_mad
-    from metrics.mask_transfer import evaluate_mask_transfer
-
-    return {"content_ae": evaluate_content_transfer, "mask_ct": evaluate_mask_transfer,
-            "id_mapper": evaluate_id_disentanglement, "face_nets": evaluate_face_nets_run, "g2g": evaluate_g2g,
-            "stylegan2": evaluate_gan, "mad": evaluate_mad}
 
 
 class EvalError(Exception):
@@ -59,35 +56,57 @@ class EvalError(Exception):
 
 def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=False, weights=()):
     """Evaluate one checkpoint; writes grids + metrics.md/json. Returns (rows, state, out_dir, md, json)."""
-    import torch
-
+    import evaluation
     from core import checkpoint as ckpt
-    from core.config import ConfigError, load_config
-    from core.loop import pick_device, seed_everything
+    from core.config import ConfigError
+    from core.runtime import seed_everything
     from metrics.tables import write_metrics
-    from models import build_method, weights_overrides
+    from models import load_method
 
     try:
-        state = ckpt.load(checkpoint)
-        overrides = [*overrides, *weights_overrides(state["config"].get("method"), weights)]
-        cfg = load_config(config, overrides, base=state["config"])
+        method, cfg, state = load_method(checkpoint, overrides, config, weights)
     except (ckpt.CheckpointError, ConfigError, ValueError) as e:
         raise EvalError(str(e), 2) from None
-    table = evaluators().get(cfg.method)
-    if table is None:
-        raise EvalError(f"no evaluation for method {cfg.method!r}", 2)
     seed_everything(cfg.seed)
     try:
-        device = pick_device(cfg.device)
-        method = build_method(cfg, device)
-        method.load_training_state(state, weights_only=True)
         out = Path(out) if out else Path(checkpoint).parent / f"eval-{state['step']:07d}"
-        with torch.no_grad():
-            rows = table(method, cfg, out, use_ema=cfg.eval.use_ema and not no_ema)
+        rows = evaluation.evaluate(method, cfg, out, use_ema=cfg.eval.use_ema and not no_ema)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         raise EvalError(str(e), 1) from None
     md, js = write_metrics(out, "metrics", rows)
     return rows, state, out, md, js
+
+
+def leaderboard_main(args) -> int:
+    """``--leaderboard TASK --runs ...``: every run re-evaluated on one common test set, ranked per column."""
+    from core import checkpoint as ckpt
+    from core.config import ConfigError
+    from evaluation.leaderboard import LeaderboardError, leaderboard, write
+    from models import load_method
+
+    run_dirs = [r for r in args.runs if not _is_override(r)]
+    overrides = [*args.overrides, *(r for r in args.runs if _is_override(r))]
+    paths = [Path(c) for c in args.checkpoint or []] + [Path(r) / ckpt.LATEST for r in run_dirs]
+    if not paths:
+        print("error: --leaderboard needs --runs RUN_DIR ... (or --checkpoint FILE, repeated)", file=sys.stderr)
+        return 2
+    runs = []
+    try:
+        for path in paths:
+            method, cfg, _ = load_method(path, overrides)
+            if args.no_ema:
+                method.ema = None
+            runs.append((path.parent.name, method, cfg))
+        judges = {k: v for k, v in (("identity_judge", args.identity_judge),
+                                    ("analysis_judge", args.analysis_judge)) if v}
+        board = leaderboard(args.leaderboard, runs, args.pairs, args.size, **judges)
+    except (ckpt.CheckpointError, ConfigError, LeaderboardError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = write(board, Path(args.out) if args.out else paths[0].parent.parent / "leaderboards")
+    print(out["md"].read_text(), end="")
+    print(f"\nwrote {', '.join(str(p) for p in out.values())}")
+    return 0
 
 
 def _is_override(word: str) -> bool:
@@ -97,7 +116,7 @@ def _is_override(word: str) -> bool:
 def table_main(args) -> int:
     """``--table NAME``: fill a paper table from the runs' metrics (evaluating where needed)."""
     from core import checkpoint as ckpt
-    from metrics.paper_tables import TableError, fill_table, list_tables, load_table, write_table
+    from evaluation.paper_tables import TableError, fill_table, list_tables, load_table, write_table
 
     if args.table == "list":
         for name in list_tables():
@@ -160,10 +179,15 @@ def table_main(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.table is not None and args.leaderboard is not None:
+        print("error: --table and --leaderboard are exclusive", file=sys.stderr)
+        return 2
     if args.table is not None:
         return table_main(args)
+    if args.leaderboard is not None:
+        return leaderboard_main(args)
     if args.runs or args.reeval:
-        print("error: --runs and --reeval go with --table", file=sys.stderr)
+        print("error: --runs goes with --table or --leaderboard; --reeval with --table", file=sys.stderr)
         return 2
     if not args.checkpoint or len(args.checkpoint) > 1:
         print("error: give exactly one --checkpoint (several only with --table)", file=sys.stderr)

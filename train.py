@@ -27,6 +27,19 @@ def parse_args(argv=None):
     return args
 
 
+def training_hooks(method, cfg):
+    """The loop's hooks, with the method's task evaluation every ``train.eval_every`` steps (if set)."""
+    from core.hooks import default_hooks
+
+    if not cfg.train.eval_every:
+        return default_hooks()
+    import evaluation
+
+    metric, mode = evaluation.best_metric(method, cfg)
+    return default_hooks(lambda m: evaluation.scores(m, cfg, cfg.train.eval_images), cfg.train.eval_every,
+                         metric, mode)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.config import ConfigError, load_config
@@ -49,10 +62,23 @@ def main(argv=None) -> int:
         return 0
 
     from core import dist
-    from core.loop import train
+    from core.trainer import Trainer, setup
+    from models import build_method
 
     try:
-        run_dir = train(cfg, resume=args.resume, init=args.init, force=args.force)
+        device, run_dir = setup(cfg, resume=args.resume, force=args.force)
+        method = build_method(cfg, device)
+        trainer = Trainer(method, cfg, run_dir, training_hooks(method, cfg))
+        trainer.resume_or_init(args.resume, args.init)
+        trainer.run()
+        if trainer.stop_signal:  # an unfinished run must not look finished to `train.py ... && eval.py ...`
+            import signal
+
+            if dist.rank() == 0:
+                print(f"stopped by {trainer.stop_signal} at step {trainer.step} of {cfg.train.steps}; checkpoint "
+                      f"saved in {run_dir}. Continue with: python train.py --config {args.config} --resume auto",
+                      file=sys.stderr)
+            return 128 + int(getattr(signal, trainer.stop_signal))
         if dist.rank() == 0:
             print(f"run folder: {run_dir}")
     except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as e:

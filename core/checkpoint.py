@@ -14,6 +14,7 @@ import torch
 
 FORMAT = "facedis-checkpoint-v1"
 LATEST = "checkpoint-latest.pt"
+BEST = "checkpoint-best.pt"  # written by the evaluation-during-training hook (core/hooks.PeriodicEval)
 
 
 class CheckpointError(RuntimeError):

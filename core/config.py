@@ -18,6 +18,9 @@ from pathlib import Path
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# where ``<method>.yaml`` (a method's ``model:`` keys and defaults) is looked up, in order; a method defined
+# outside the repo (e.g. a test's toy method) adds its folder here
+METHOD_CONFIG_DIRS: list[Path] = [CONFIG_DIR / "methods"]
 
 
 class ConfigError(ValueError):
@@ -143,6 +146,19 @@ def _experiment_chain(path: Path, seen=()) -> list[tuple[Path, dict]]:
     return chain + [(path, data)]
 
 
+def known_methods() -> list[str]:
+    return sorted({p.stem for d in METHOD_CONFIG_DIRS for p in Path(d).glob("*.yaml")})
+
+
+def method_schema(method) -> Path:
+    """The ``<method>.yaml`` of ``METHOD_CONFIG_DIRS`` (the first that has one)."""
+    for d in METHOD_CONFIG_DIRS:
+        path = Path(d) / f"{method}.yaml"
+        if isinstance(method, str) and path.is_file():
+            return path
+    raise ConfigError(f"unknown method {method!r}; choose one of {known_methods()}")
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
     """Resolve a config from an experiment file (or a saved resolved config ``base``) plus overrides.
 
@@ -158,11 +174,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     method = schema.get("method") if base is None else base.get("method")
     for _, d in ([] if base is not None else layers):
         method = d.get("method", method)
-    from models import METHODS  # late import: configs stay importable without torch
-
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    merge_open(schema, _read_yaml(CONFIG_DIR / "methods" / f"{method}.yaml"))
+    merge_open(schema, _read_yaml(method_schema(method)))
     schema["method"] = method
     if base is not None:
         # a saved run's values win; keys added to the schema since it was saved get today's defaults

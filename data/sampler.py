@@ -89,7 +89,7 @@ def make_stream(dataset, batch_size: int, seed: int, name: str, rank: int, world
     """An endless iterator of collated batches starting at ``start_step``.
 
     With worker processes, images travel as uint8; call :func:`images_to_float` on each batch
-    (``core.loop.to_device`` does).
+    (``core.runtime.to_device`` does).
     """
     sampler = StepBatchSampler(len(dataset), batch_size, seed, name, rank, world, start_step, flip)
     loader = torch.utils.data.DataLoader(Uint8Images(dataset) if workers > 0 else dataset, batch_sampler=sampler,

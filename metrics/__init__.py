@@ -1,12 +1,10 @@
-"""Evaluation metrics: image similarity, linear probes, mask IoU, figure grids and metric tables."""
-from .grid import BLANK, image_grid, overlay_mask, save_png, to_uint8
+"""Evaluation metrics: image similarity, linear probes, mask IoU and metric tables (pure functions)."""
 from .image import l1, mask_count, masked_l1, mse, psnr, ssim, summarize
 from .probe import linear_probe, ridge_probe
 from .segmentation import best_threshold_iou, iou
 from .tables import markdown_table, write_metrics
 
 __all__ = [
-    "BLANK", "image_grid", "overlay_mask", "save_png", "to_uint8",
     "l1", "mask_count", "masked_l1", "mse", "psnr", "ssim", "summarize",
     "linear_probe", "ridge_probe",
     "best_threshold_iou", "iou",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from metrics.batch import batched
-from metrics.grid import image_grid, save_png
+from core.figures import image_grid, save_png
 from metrics.image import l1, masked_l1, psnr, ssim
 from metrics.probe import linear_probe
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics.batch import batched
-from metrics.grid import image_grid, save_png
+from core.figures import image_grid, save_png
 from metrics.image import l1, psnr
 
 

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from data.identity_batches import FACTOR_KEYS, FactorFaces
 from data.synthetic import SyntheticFaces
-from metrics.grid import image_grid, save_png
+from core.figures import image_grid, save_png
 from metrics.probe import linear_probe, ridge_probe
 from metrics.tables import markdown_table
 

@@ -19,7 +19,7 @@ import torch
 
 from metrics.batch import batched
 from metrics.content_transfer import _stack, evaluate_content_transfer, synthetic_ground_truth
-from metrics.grid import image_grid, overlay_mask, save_png
+from core.figures import image_grid, overlay_mask, save_png
 from metrics.mask_folder import read_mask_folder
 from metrics.segmentation import best_threshold_iou
 

@@ -46,3 +46,19 @@ def build_method(cfg, device):
     except KeyError:
         raise ValueError(f"unknown method {cfg.method!r}; choose one of {sorted(METHODS)}") from None
     return cls(cfg, device)
+
+
+def load_method(checkpoint, overrides=(), config=None, weights=(), device=None):
+    """``(method, cfg, state)`` of a trained run: the checkpoint's config (plus ``config`` / ``overrides`` /
+    ``--weights`` specs on top), the method built on ``device`` (default: ``cfg.device``) with the saved weights
+    (EMA copies too; use ``with method.inference(): ...`` to run them)."""
+    from core import checkpoint as ckpt
+    from core.config import load_config
+    from core.runtime import pick_device
+
+    state = ckpt.load(checkpoint)
+    cfg = load_config(config, [*overrides, *weights_overrides(state["config"].get("method"), weights)],
+                      base=state["config"])
+    method = build_method(cfg, pick_device(cfg.device) if device is None else device)
+    method.load_training_state(state, weights_only=True)
+    return method, cfg, state

@@ -7,62 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from core import dist
-
-
-class StepContext:
-    """What a train step needs from the loop: autocast, loss scaling, cross-rank gradient averaging."""
-
-    def __init__(self, device: torch.device, amp: str = "none"):
-        self.device = device
-        self.amp = amp if device.type == "cuda" else "none"
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be none|bf16|fp16, got {amp!r}")
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
-        self.scalers: dict[str, torch.amp.GradScaler] = {}
-
-    def autocast(self):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
-    def _scaler(self, name: str):
-        if self.amp != "fp16":
-            return None
-        if name not in self.scalers:
-            self.scalers[name] = torch.amp.GradScaler(self.device.type)
-        return self.scalers[name]
-
-    def scale(self, loss: torch.Tensor, opt_name: str) -> torch.Tensor:
-        """``loss`` scaled for ``opt_name``'s fp16 GradScaler (unchanged without one)."""
-        scaler = self._scaler(opt_name)
-        return scaler.scale(loss) if scaler else loss
-
-    def backward(self, loss: torch.Tensor, opt_name: str) -> None:
-        self.scale(loss, opt_name).backward()
-
-    def step(self, opt: torch.optim.Optimizer, opt_name: str, clip_norm: float | None = None) -> None:
-        """Average gradients over ranks, unscale, clip to ``clip_norm`` (if given), then step."""
-        params = [p for g in opt.param_groups for p in g["params"]]
-        dist.average_gradients(params)
-        scaler = self._scaler(opt_name)
-        if scaler:
-            scaler.unscale_(opt)
-        if clip_norm:
-            torch.nn.utils.clip_grad_norm_(params, clip_norm)
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-
-    def state_dict(self) -> dict:
-        return {k: s.state_dict() for k, s in self.scalers.items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for k, s in state.items():
-            if self._scaler(k) is not None:
-                self.scalers[k].load_state_dict(s)
+from core.step import StepContext
 
 
 class Method(nn.Module):
@@ -73,6 +18,8 @@ class Method(nn.Module):
     """
 
     ema_nets: tuple[str, ...] = ()
+    # task interfaces this method implements (models/tasks.py); each is scored by its protocol in evaluation/
+    tasks: tuple[str, ...] = ()
     # ``--weights [NAME=]PATH`` of train.py / eval.py: NAME -> the config key of a pretrained weight file; the
     # first entry is the default NAME
     weight_keys: dict[str, str] = {}
@@ -120,6 +67,33 @@ class Method(nn.Module):
         for n in nets.values():
             n.eval()
         return nets
+
+    @contextlib.contextmanager
+    def inference(self, use_ema: bool = True):
+        """Inside: every net in eval mode, no autograd, EMA weights in place of the raw ones (where they exist
+        and ``use_ema``). On exit the raw nets and each net's previous train/eval mode are back. Nested calls
+        keep the outermost choice (an evaluator entered with ``use_ema=False`` stays on the raw weights)."""
+        if getattr(self, "_in_inference", False):
+            with torch.no_grad():
+                yield self
+            return
+        swapped = dict(self.ema.items()) if use_ema and self.ema is not None else {}
+        raw = {k: self.nets[k] for k in swapped}
+        modes = {k: n.training for k, n in self.nets.items()}
+        try:
+            self._in_inference = True
+            for k, n in swapped.items():
+                self.nets[k] = n
+            for n in self.nets.values():
+                n.eval()
+            with torch.no_grad():
+                yield self
+        finally:
+            self._in_inference = False
+            for k, n in raw.items():
+                self.nets[k] = n
+            for k, n in self.nets.items():
+                n.train(modes[k])
 
     # --- inspection ------------------------------------------------------------------------------
     @torch.no_grad()

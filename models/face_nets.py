@@ -47,7 +47,7 @@ class ArcMarginHead(nn.Module):
 def face_datasets(d, split: str) -> dict:
     """``{"faces": FaceFactors}`` of the synthetic stream ``split`` (default attribute probabilities)."""
     from data.synthetic import SyntheticFaces
-    from data.synthetic_factors import FaceFactors
+    from data.synthetic.labels import FaceFactors
 
     if d.name != "synthetic":
         raise ValueError(f"face_nets trains on the synthetic faces only (needs landmark, pose and expression "

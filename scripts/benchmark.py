@@ -44,9 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from core.config import CONFIG_DIR, Config, ConfigError, load_config  # noqa: E402
-from core.loop import pick_device, seed_everything, to_channels_last, to_device  # noqa: E402
+from core.runtime import pick_device, seed_everything, to_channels_last, to_device  # noqa: E402
 from models import build_method  # noqa: E402
-from models.base import StepContext  # noqa: E402
+from core.step import StepContext  # noqa: E402
 from data.synthetic import MAX_SIZE as SYNTH_MAX_SIZE  # noqa: E402
 
 DEFAULT_CONFIGS = ["synth_glasses", "mask_synth_glasses", "celeba_glasses", "mask_celeba_glasses"]

@@ -62,7 +62,7 @@ def z_codes(seed: int, count: int, style_dim: int, batch: int):
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), the mapping of metrics.grid: round((x + 1) * 127.5)."""
+    """(B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), the mapping of core.figures: round((x + 1) * 127.5)."""
     u = torch.floor((img.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8)
     return u.permute(0, 2, 3, 1).cpu().numpy()
 

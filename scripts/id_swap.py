@@ -42,7 +42,7 @@ def _load(paths, size, device):
 
 
 def _save(img, path):
-    from metrics.grid import save_png, to_uint8
+    from core.figures import save_png, to_uint8
 
     save_png(to_uint8(img), path)
 
@@ -59,7 +59,7 @@ def run_dirs(method, nets, id_dir, attr_dir, out):
         for q, img in zip(attrs, row):
             _save(img, out / f"{p.stem}__{q.stem}.png")
         grid.append([xi[i]] + list(row))
-    from metrics.grid import image_grid, save_png
+    from core.figures import image_grid, save_png
 
     save_png(image_grid(grid), out / "grid.png")
     return len(ids) * len(attrs)
@@ -86,7 +86,7 @@ def _lerp(a, b, steps):
 
 
 def run_interpolate(method, nets, root, out, steps):
-    from metrics.grid import image_grid, save_png
+    from core.figures import image_grid, save_png
 
     subs = sorted(d for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
     if not subs:
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
 
     from core import checkpoint as ckpt
     from core.config import ConfigError, load_config
-    from core.loop import pick_device
+    from core.runtime import pick_device
     from models import build_method
 
     try:

@@ -30,9 +30,9 @@ def main(argv=None) -> int:
 
     from core import checkpoint as ckpt
     from core.config import load_config
-    from core.loop import pick_device
+    from core.runtime import pick_device
     from data.folders import IMAGE_EXTENSIONS, load_image, to_tensor
-    from metrics.grid import image_grid, save_png
+    from core.figures import image_grid, save_png
     from models import build_method
 
     state = ckpt.load(args.checkpoint)

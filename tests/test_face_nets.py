@@ -10,8 +10,9 @@ import torch
 import train
 from core import checkpoint as ckpt
 from data.synthetic import FLIP_PERM, SyntheticFaces, factor_vectors, mirror, render
-from data.synthetic_factors import FaceFactors
-from metrics.face_nets import evaluate_face_nets, verification
+from data.synthetic.labels import FaceFactors
+from evaluation.face_nets import evaluate_face_nets
+from metrics.face_scores import verification
 from models.face_nets import ArcMarginHead
 from models.nets.arcface import FFHQ256_CROP, ArcFaceIdentity, IRSE50, crop_box, load_arcface
 from models.nets.face_small import (FaceAnalysisNet, SmallIdentityNet, build_identity_encoder,

@@ -13,7 +13,7 @@ from core import checkpoint as ckpt
 from core.config import load_config
 from metrics.mask_folder import read_mask_folder
 from models import build_method
-from models.base import StepContext
+from core.step import StepContext
 from models.mask_ct import LOSS_WEIGHTS
 from models.nets.conv_autoencoder import mask_blend
 

@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from core.figures import image_grid, overlay_mask, save_png, to_uint8
 from metrics import (
-    best_threshold_iou, image_grid, iou, l1, linear_probe, markdown_table, mask_count, masked_l1, mse,
-    overlay_mask, psnr, ridge_probe, save_png, ssim, summarize, to_uint8, write_metrics,
+    best_threshold_iou, iou, l1, linear_probe, markdown_table, mask_count, masked_l1, mse, psnr, ridge_probe,
+    ssim, summarize, write_metrics,
 )
 
 

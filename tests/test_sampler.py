@@ -40,7 +40,7 @@ def test_streams_and_seeds_differ_and_flips_are_balanced():
 def test_worker_streams_send_uint8_and_match_the_in_process_stream(tmp_path):
     import torch
 
-    from core.loop import to_device
+    from core.runtime import to_device
     from data.sampler import make_stream
     from data.synthetic import SyntheticFaces
 

@@ -1,4 +1,4 @@
-"""Tests of the procedural synthetic face dataset (data/synthetic.py)."""
+"""Tests of the procedural synthetic face dataset (data/synthetic/)."""
 import os
 
 import numpy as np
@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy.ndimage import binary_dilation
 
-import data.synthetic as synthetic
+import data.synthetic.dataset as synthetic_dataset
+import data.synthetic.render as synthetic_render
 from data.synthetic import (CONTENT_ATTRIBUTES, FACTOR_DIMS, FLIP_PAIRS, GROUPS, N_LANDMARKS, SyntheticFaces,
                             factor_vectors, mirror, remove, render, sample_factors, swap)
 
@@ -233,19 +234,19 @@ def test_cache_roundtrip_and_corruption(tmp_path, monkeypatch):
     assert len(files) == 1 and files[0].endswith(".npz")
     path = tmp_path / files[0]
 
-    real_render = synthetic.render
+    real_render = synthetic_dataset.render
 
     def boom(*a, **k):
         raise AssertionError("should have been loaded from the cache")
 
-    monkeypatch.setattr(synthetic, "render", boom)
+    monkeypatch.setattr(synthetic_dataset, "render", boom)
     ds2 = SyntheticFaces(**kw)
     np.testing.assert_array_equal(ds.images, ds2.images)
     np.testing.assert_array_equal(ds.masks, ds2.masks)
     np.testing.assert_array_equal(ds.landmarks, ds2.landmarks)
     np.testing.assert_array_equal(ds.identities, ds2.identities)
     # different parameters -> a different cache file
-    monkeypatch.setattr(synthetic, "render", real_render)
+    monkeypatch.setattr(synthetic_dataset, "render", real_render)
     SyntheticFaces(**{**kw, "length": 4})
     assert len(os.listdir(tmp_path)) == 2
 
@@ -265,7 +266,7 @@ def test_layer_boxes_do_not_clip(monkeypatch):
     """Every layer is computed inside a bounding box; it must never cut a shape."""
     fs = [sample_factors(9, i, attributes={"glasses": True, "facial_hair": i % 2 == 0}) for i in range(40)]
     ref = [render(f, 48) for f in fs]
-    monkeypatch.setattr(synthetic._Canvas, "box", lambda self, *a: (slice(None), slice(None)))
+    monkeypatch.setattr(synthetic_render._Canvas, "box", lambda self, *a: (slice(None), slice(None)))
     for f, r in zip(fs, ref):
         q = render(f, 48)
         assert np.abs(q["image"].astype(np.int16) - r["image"]).max() <= 1

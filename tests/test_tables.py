@@ -9,7 +9,7 @@ from PIL import Image
 import eval as eval_cli
 import train
 from core import checkpoint as ckpt
-from metrics.paper_tables import NOT_RETRIEVED, TableError, fill_table, list_tables, load_table, write_table
+from evaluation.paper_tables import NOT_RETRIEVED, TableError, fill_table, list_tables, load_table, write_table
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = list_tables()
