@@ -20,6 +20,8 @@ class Method(nn.Module):
     ema_nets: tuple[str, ...] = ()
     # task interfaces this method implements (models/tasks.py); each is scored by its protocol in evaluation/
     tasks: tuple[str, ...] = ()
+    # evaluation protocols eval.py runs, in order (evaluation.PROTOCOLS); empty = the tasks' protocols
+    evaluations: tuple[str, ...] = ()
     # ``--weights [NAME=]PATH`` of train.py / eval.py: NAME -> the config key of a pretrained weight file; the
     # first entry is the default NAME
     weight_keys: dict[str, str] = {}
@@ -30,6 +32,11 @@ class Method(nn.Module):
         self.nets = nn.ModuleDict()
         self.optims: dict[str, torch.optim.Optimizer] = {}
         self.ema: nn.ModuleDict | None = None
+
+    @property
+    def image_size(self) -> int:
+        """The resolution the networks take and give (``data.size`` unless a method says otherwise)."""
+        return self.cfg.data.size
 
     # --- data ------------------------------------------------------------------------------------
     @staticmethod

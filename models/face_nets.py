@@ -79,6 +79,7 @@ def draw_points(img: torch.Tensor, pts: torch.Tensor, color, radius: int = 1) ->
 
 
 class FaceNets(Method):
+    evaluations = ("face_nets",)
     ema_nets = ("identity", "analysis")
 
     def __init__(self, cfg, device):
@@ -157,21 +158,18 @@ class FaceNets(Method):
             self._grid_landmarks = torch.from_numpy(ds.landmarks[:n].copy())
         return self._grid_landmarks[:n]
 
-    @torch.no_grad()
     def sample_grids(self, fixed):
         """Test faces (upscaled to >= 128 px) with true landmarks in green and predictions in red."""
-        nets = self.eval_nets()
         x = fixed["faces"]
         size = x.shape[-1]
         k = max(1, 128 // size)
-        pred = unit_to_pixels(nets["analysis"](x)["landmarks"].float().cpu(), size)
+        with self.inference():
+            pred = unit_to_pixels(self.nets["analysis"](x)["landmarks"].float().cpu(), size)
         true = self._true_landmarks(x.shape[0])
         big = F.interpolate(x.float().cpu(), scale_factor=k, mode="nearest")
         cells = []
         for img, t, p in zip(big, true, pred):
             img = draw_points(img, (t + 0.5) * k - 0.5, (-1.0, 1.0, -1.0))
             cells.append(draw_points(img, (p + 0.5) * k - 0.5, (1.0, -1.0, -1.0)))
-        for net in self.nets.values():
-            net.train()
         n_cols = max(1, math.ceil(math.sqrt(len(cells))))
         return {"landmarks": [cells[i:i + n_cols] for i in range(0, len(cells), n_cols)]}

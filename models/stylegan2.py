@@ -38,6 +38,7 @@ def requires_grad(net, flag: bool) -> None:
 
 
 class StyleGAN2(Method):
+    evaluations = ("generation",)
     ema_nets = ("g",)
 
     def __init__(self, cfg, device):
@@ -154,19 +155,17 @@ class StyleGAN2(Method):
         g = torch.Generator().manual_seed(GRID_SEED + self.cfg.seed)
         return torch.randn(n, self.cfg.model.style_dim, generator=g).to(self.device)
 
-    @torch.no_grad()
     def sample_grids(self, fixed):
         """grid_size x grid_size samples of the (EMA) generator from fixed z, constant noise, then a row of
         real test images; ``truncated``: the same z at truncation 0.7."""
-        g = self.eval_nets()["g"]
         n = self.cfg.train.grid_size
-        w = g.mapping(self.grid_z(n * n))
         out = {}
-        for name, psi in (("samples", 1.0), ("truncated", 0.7)):
-            imgs = g.synthesis(g.truncate(w, psi, g.mean_w() if psi != 1 else None), noise_mode="const").float()
-            out[name] = [list(imgs[r * n:(r + 1) * n]) for r in range(n)] + [list(fixed["real"][:n])]
-        for net in self.nets.values():
-            net.train()
+        with self.inference():
+            g = self.nets["g"]
+            w = g.mapping(self.grid_z(n * n))
+            for name, psi in (("samples", 1.0), ("truncated", 0.7)):
+                imgs = g.synthesis(g.truncate(w, psi, g.mean_w() if psi != 1 else None), noise_mode="const").float()
+                out[name] = [list(imgs[r * n:(r + 1) * n]) for r in range(n)] + [list(fixed["real"][:n])]
         return out
 
     # --- state -----------------------------------------------------------------------------------
