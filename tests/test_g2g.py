@@ -172,7 +172,8 @@ def test_celeba_identity_pairs_train_and_eval(tmp_path):
     args = [a for a in g2g_args(tmp_path, "celeba") if not a.startswith(("--config", "data.cache_dir"))
             and not a.endswith("g2g_synth.yaml")]
     args = ["--config", str(ROOT / "configs/g2g_celeba.yaml"), *args, f"data.root={root}", "data.size=32",
-            "model.class_input_size=null", "model.perceptual=l1", "data.cache=off", "train.steps=2"]
+            "model.class_input_size=null", "model.perceptual=l1", "data.cache=off", "train.steps=2",
+            "eval.identity_judge_kind=small"]  # no judge: the dlib one is tested in test_identity_judge.py
     assert train.main(args) == 0
     from data.identity_pairs import IdentityPairs, labelled_faces
     from core.config import load_config
