@@ -26,7 +26,9 @@ from models.base import Method
 from models.nets.face_small import resize_to
 from models.nets.id_mapper_nets import LatentMapper, WDiscriminator, build_attr_encoder
 
-LANDMARK_SCALE = 128.0  # normalised coords -> pixels of a 256 px image (the paper's resolution)
+# normalised coords -> pixels of a 160 px image: the original's landmark net sees the image resized to 160 px
+# and its loss is in those pixels, so lambda_landmarks keeps the original's meaning at any resolution
+LANDMARK_SCALE = 80.0
 
 
 def load_frozen(cfg, device) -> dict:
@@ -138,7 +140,7 @@ class IdMapper(Method):
         return self.generate(self.identity_code(id_img), self.attribute_code(attr_img, nets), nets)[0]
 
     def landmarks_px(self, x):
-        """Landmarks of the frozen landmark net, in pixels of a 256 px image: (B, N, 2)."""
+        """Landmarks of the frozen landmark net, in pixels of a 160 px image: (B, N, 2)."""
         return self.frozen["landmarks"](self.fit(x))["landmarks"] * LANDMARK_SCALE
 
     # --- training --------------------------------------------------------------------------------
