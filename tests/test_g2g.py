@@ -177,6 +177,33 @@ def test_frozen_resnet50_class_encoder_in_the_method(tmp_path):
     assert not any(mod.training for mod in g.frozen["class_enc"].modules())
 
 
+def test_train_class_encoder_reproduces_the_original_fine_tuning(tmp_path):
+    """model.train_class_encoder=true: the ResNet-50 is in the G optimizer, gets gradients, changes, and its BN
+    runs in train mode (batch statistics, running stats updated), as in the original's Lightning loop."""
+    from core.config import load_config
+    from models import build_method
+    from models.base import StepContext
+    from models.nets.g2g_nets import ResNet50VGGFace2
+
+    path = tmp_path / "resnet50_ft.pth"
+    torch.save(ResNet50VGGFace2().state_dict(), path)
+    over = ["model.class_encoder=resnet50_vggface2", f"model.class_weights={path}", "model.class_input_size=32",
+            "model.nf=8", "model.nfd=8", "model.nf_mlp=16", "model.n_res_blks=1", "model.train_class_encoder=true"]
+    g = build_method(load_config(ROOT / "configs/g2g_synth.yaml", over), torch.device("cpu"))
+    enc = g.nets["class_enc"].net
+    in_opt = {id(p) for group in g.optims["gen"].param_groups for p in group["params"]}
+    assert all(id(p) in in_opt and p.requires_grad for p in enc.parameters())
+    assert enc.training and enc.conv1_7x7_s2_bn.training
+    w0, mean0 = enc.conv1_7x7_s2.weight.clone(), enc.conv1_7x7_s2_bn.running_mean.clone()
+    torch.manual_seed(0)
+    batch = {"pairs": {"image": torch.rand(2, 3, 32, 32) * 2 - 1, "image2": torch.rand(2, 3, 32, 32) * 2 - 1}}
+    g.train_step(batch, 0, StepContext(torch.device("cpu")))
+    assert not torch.equal(enc.conv1_7x7_s2.weight, w0) and not torch.equal(enc.conv1_7x7_s2_bn.running_mean, mean0)
+    frozen = build_method(load_config(ROOT / "configs/g2g_synth.yaml", over[:-1]), torch.device("cpu"))
+    in_opt = {id(p) for group in frozen.optims["gen"].param_groups for p in group["params"]}
+    assert not any(id(p) in in_opt for p in frozen.frozen["class_enc"].parameters())
+
+
 def test_content_norm_option_keeps_or_drops_colour():
     """content_norm=in removes each image's per-channel colour offset from the content code; none keeps it."""
     from models.nets.g2g_nets import ContentEncoder
