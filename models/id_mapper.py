@@ -69,7 +69,7 @@ def real_attribute_images(d):
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if root.is_dir() else []
     if not paths:
         raise DatasetLayoutError(f"data.real_attr must be 'synthetic' or a folder of images; {root} has none")
-    return ImageDomain(paths, d.size, d.crop)
+    return ImageDomain(paths, d.size, d.crop, d.resize_filter)
 
 
 class IdMapper(Method):
