@@ -130,6 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=None,
                     help="centre crop in px before resizing (= data.crop); default 178 for CelebA, none for "
                          "folders; 0 = none")
+    ap.add_argument("--resize-filter", choices=("bilinear", "bicubic"), default="bilinear",
+                    help="cache resize filter (= data.resize_filter; default bilinear, as the originals)")
     ap.add_argument("--no-cache", action="store_true", help="write the lists only")
     ap.add_argument("--rebuild-cache", action="store_true", help="rebuild caches even if up to date")
     ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="decoding processes")
@@ -159,6 +161,7 @@ def main(argv=None) -> int:
             elif (out / f"{d}.txt").exists():
                 (out / f"{d}.txt").unlink()  # stale list from an earlier run with another split
         info.update(counts={d: len(v) for d, v in domains.items()}, size=args.size, crop=crop,
+                    resize_filter=args.resize_filter,
                     cache=None if args.no_cache else str((out / "cache").resolve()))
         _write_atomic(out / "preprocess.json", json.dumps(info, indent=1) + "\n")
         print(f"wrote lists to {out}")
@@ -166,11 +169,12 @@ def main(argv=None) -> int:
             for d, paths in domains.items():
                 base = out / "cache" / cache_name(d, args.size, crop)
                 fp = fingerprint(path_keys(paths))
-                if not args.rebuild_cache and check_cache(base, len(paths), args.size, crop, fp) is None:
+                f = args.resize_filter
+                if not args.rebuild_cache and check_cache(base, len(paths), args.size, crop, fp, f) is None:
                     print(f"cache {base}.u8 is up to date")
                     continue
-                build_cache(base, PathLoader(paths, args.size, crop), len(paths), args.size, crop, fp,
-                            workers=args.workers, progress=True)
+                build_cache(base, PathLoader(paths, args.size, crop, f), len(paths), args.size, crop, fp,
+                            workers=args.workers, progress=True, resample=f)
                 print(f"cache {base}.u8: {len(paths)} images at {args.size}px")
     except DatasetLayoutError as e:
         print(f"error: {e}", file=sys.stderr)
