@@ -45,15 +45,17 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 def judges(method, cfg, device) -> tuple:
     """(identity judge or None, analysis judge or None, note). Configured judges are independent networks;
     without them a method may offer its own (``method.own_judges()``, e.g. the losses' networks: biased)."""
-    from models.nets.face_small import build_identity_encoder, build_landmark_net
+    from evaluation.identity_judge import configured_judge
+    from models.nets.face_small import build_landmark_net
 
     e = cfg.eval
     own = method.own_judges() if hasattr(method, "own_judges") else {}
-    ident = (build_identity_encoder(e.identity_judge_kind, e.identity_judge, device) if e.identity_judge
-             else own.get("identity"))
+    ident = configured_judge(e, device)
+    configured = ident is not None
+    ident = ident if configured else own.get("identity")
     analysis = build_landmark_net(e.analysis_judge, device) if e.analysis_judge else own.get("analysis")
     note = []
-    if not e.identity_judge:
+    if not configured:
         note.append("identity judged by the method's own loss network (biased)" if ident is not None
                     else "no identity judge")
     if not e.analysis_judge:
@@ -140,6 +142,8 @@ def swap_grid(method, ids, attrs) -> list[list]:
 
 def evaluate(method, cfg, out_dir: Path) -> list[dict]:
     dev, bs, size = method.device, cfg.eval.batch_size, method.image_size
+    from evaluation.identity_judge import judge_name
+
     ident, analysis, note = judges(method, cfg, dev)
     if cfg.data.name == "synthetic" or cfg.data.name == "w_codes":
         pairs, data = synthetic_pairs(cfg, cfg.eval.max_images, size, size), "synthetic renders (ground truth)"
@@ -150,6 +154,7 @@ def evaluate(method, cfg, out_dir: Path) -> list[dict]:
     rows = rows_for("method", out, pairs, ident, analysis, data)
     rows[0]["recon_psnr"] = recon_psnr(method, pairs["attr"], bs)[1]
     rows[0]["judges"] = note
+    rows[0]["judge"] = judge_name(cfg.eval)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,8 @@ ID_COLUMNS = [
 def identity_swap_board(runs: list, n: int, size: int | None = None, identity_judge=None, analysis_judge=None,
                         identity_judge_kind: str | None = None):
     _check("identity_swap", runs, ("seed",))
-    from models.nets.face_small import build_identity_encoder, build_landmark_net
+    from evaluation.identity_judge import build_identity_judge
+    from models.nets.face_small import build_landmark_net
 
     size = size or min(method.image_size for _, method, _ in runs)
     ref = runs[0][2]
@@ -140,7 +141,7 @@ def identity_swap_board(runs: list, n: int, size: int | None = None, identity_ju
     id_path = identity_judge or ref.eval.get("identity_judge")
     kind = identity_judge_kind or ref.eval.get("identity_judge_kind") or "small"
     an_path = analysis_judge or ref.eval.get("analysis_judge")
-    ident = build_identity_encoder(kind, id_path, dev) if id_path else None
+    ident = build_identity_judge(kind, id_path, dev) if id_path or kind == "dlib" else None
     analysis = build_landmark_net(an_path, dev) if an_path else None
     d = _world(ref, size, n)
     truth = {k: v.to(dev) for k, v in identity_swap_pairs(d, n, size, size).items()}
@@ -158,7 +159,7 @@ def identity_swap_board(runs: list, n: int, size: int | None = None, identity_ju
         [list(v[:k]) for v in shown.values()] + [list(truth["gt"][:k].cpu())]
     labels = ["identity source", "attribute source"] + list(shown) + ["ground truth"]
     setting = {"pairs": truth["gt"].shape[0], "scoring size": size, "data.seed": ref.data.seed,
-               "identity judge": f"{kind}: {id_path}" if id_path else "none",
+               "identity judge": f"{kind}: {id_path}" if id_path else ("dlib" if kind == "dlib" else "none"),
                "analysis judge": an_path or "none"}
     return rows, ID_COLUMNS, (grid, labels), setting
 

@@ -66,7 +66,7 @@ def swap_grid(method, nets, targets, sources) -> list[list]:
 
 def evaluate_g2g(method, cfg, out_dir: Path, use_ema: bool = True) -> list[dict]:
     nets, device, bs = method.eval_nets(use_ema), method.device, cfg.eval.batch_size
-    from metrics.identity_judge import configured_judge, judge_name
+    from evaluation.identity_judge import configured_judge, judge_name
 
     judge = configured_judge(cfg.eval, device)
     pairs = (synthetic_swap_pairs(cfg, cfg.eval.max_images) if cfg.data.name == "synthetic"

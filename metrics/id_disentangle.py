@@ -54,7 +54,7 @@ def synthetic_pairs(cfg, size: int, n: int, splits=("id-eval-identity", "id-eval
 
 def judges(method, cfg, device) -> tuple:
     """(identity judge, analysis judge, note): independent networks if configured, else the training ones."""
-    from metrics.identity_judge import configured_judge
+    from evaluation.identity_judge import configured_judge
     from models.nets.face_small import build_landmark_net
 
     e = cfg.eval

@@ -38,6 +38,7 @@ def gan_loss(logits, real: bool, mode: str):
 
 
 class G2G(Method):
+    tasks = ("identity_swap",)
     weight_keys = {"class": "model.class_weights", "vgg16": "model.vgg_weights"}
 
     def __init__(self, cfg, device):
@@ -81,20 +82,21 @@ class G2G(Method):
         return {"pairs": IdentityPairs(labelled_faces(d, split), seed=d.seed, partners=d.pair_partners)}
 
     # --- inference -------------------------------------------------------------------------------
-    def class_code(self, x, nets=None):
+    def class_code(self, x):
         if "class_enc" in self.frozen:
             return self.frozen["class_enc"](x)
-        return (nets or self.nets)["class_enc"](x)
+        return self.nets["class_enc"](x)
 
-    def content_code(self, x, nets=None):
-        return (nets or self.nets)["content_enc"](x)
+    def content_code(self, x):
+        return self.nets["content_enc"](x)
 
-    def generate(self, content, code, nets=None):
-        return (nets or self.nets)["decoder"](content, code)
+    def generate(self, content, code):
+        return self.nets["decoder"](content, code)
 
-    def swap(self, content_img, class_img, nets=None):
-        """``content_img``'s content (pose, expression, background, ...) with ``class_img``'s identity."""
-        return self.generate(self.content_code(content_img, nets), self.class_code(class_img, nets), nets)
+    def swap(self, identity_source, attribute_source):
+        """``attribute_source``'s content (pose, expression, background, ...) with ``identity_source``'s class
+        code (identity): G(E_c(attribute_source), E_id(identity_source))."""
+        return self.generate(self.content_code(attribute_source), self.class_code(identity_source))
 
     # --- training --------------------------------------------------------------------------------
     def perceptual(self, x, y):
@@ -155,17 +157,14 @@ class G2G(Method):
         return logs
 
     # --- inspection ------------------------------------------------------------------------------
-    @torch.no_grad()
     def sample_grids(self, fixed):
-        nets = self.eval_nets()
         x = fixed["pairs"]
         n = x.shape[0]
-        c, i = self.content_code(x, nets), self.class_code(x, nets)
-        swap = [[None] + list(x)]  # top row: identity sources; first column: content sources
-        for k in range(n):
-            row = self.generate(c[k:k + 1].expand(n, *c.shape[1:]), i, nets)
-            swap.append([x[k]] + list(row.float().clamp(-1, 1)))
-        recon = self.generate(c, i, nets).float().clamp(-1, 1)
-        for net in self.nets.values():
-            net.train()
+        with self.inference():
+            c, i = self.content_code(x), self.class_code(x)
+            swap = [[None] + list(x)]  # top row: identity sources; first column: content sources
+            for k in range(n):
+                row = self.generate(c[k:k + 1].expand(n, *c.shape[1:]), i)
+                swap.append([x[k]] + list(row.float().clamp(-1, 1)))
+            recon = self.generate(c, i).float().clamp(-1, 1)
         return {"swap": swap, "recon": [list(x), list(recon)]}

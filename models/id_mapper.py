@@ -73,6 +73,8 @@ def real_attribute_images(d):
 
 
 class IdMapper(Method):
+    tasks = ("identity_swap",)
+    evaluations = ("identity_swap", "generator_samples")
     ema_nets = ("attr_enc", "mapper")
     weight_keys = {"generator": "model.generator", "identity": "model.identity_weights",
                    "landmarks": "model.landmarks_weights", "attr": "model.attr_weights"}
@@ -120,6 +122,14 @@ class IdMapper(Method):
         return out
 
     # --- inference -------------------------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        return self.size  # the frozen generator's resolution
+
+    def own_judges(self) -> dict:
+        """The losses' own identity and landmark nets: the evaluation's fallback judges (biased)."""
+        return {"identity": self.frozen["id"], "analysis": self.frozen["landmarks"]}
+
     def fit(self, x: torch.Tensor) -> torch.Tensor:
         """Images resized to the generator's resolution."""
         return resize_to(x, self.size)
@@ -127,17 +137,17 @@ class IdMapper(Method):
     def identity_code(self, x):
         return self.frozen["id"](self.fit(x))
 
-    def attribute_code(self, x, nets=None):
-        return (nets or self.nets)["attr_enc"](self.fit(x))
+    def attribute_code(self, x):
+        return self.nets["attr_enc"](self.fit(x))
 
-    def generate(self, z_id, z_attr, nets=None):
+    def generate(self, z_id, z_attr):
         """(image, w) from an identity code and an attribute code."""
-        w = (nets or self.nets)["mapper"](z_id, z_attr)
+        w = self.nets["mapper"](z_id, z_attr)
         return self.frozen["g"].synthesis(w, noise_mode=self.cfg.model.noise_mode), w
 
-    def swap(self, id_img, attr_img, nets=None):
+    def swap(self, identity_source, attribute_source):
         """The face of ``id_img`` with the pose, expression, lighting, ... of ``attr_img``."""
-        return self.generate(self.identity_code(id_img), self.attribute_code(attr_img, nets), nets)[0]
+        return self.generate(self.identity_code(identity_source), self.attribute_code(attribute_source))[0]
 
     def landmarks_px(self, x):
         """Landmarks of the frozen landmark net, in pixels of a 160 px image: (B, N, 2)."""
@@ -215,18 +225,15 @@ class IdMapper(Method):
         return logs
 
     # --- inspection ------------------------------------------------------------------------------
-    @torch.no_grad()
     def sample_grids(self, fixed):
-        nets = self.eval_nets()
         ids, attrs = self.fit(fixed["id"]), self.fit(fixed["attr"])
         n = min(len(ids), len(attrs))
         ids, attrs = ids[:n], attrs[:n]
-        z_id, z_attr = self.identity_code(ids), self.attribute_code(attrs, nets)
-        swap = [[None] + list(attrs)]
-        for i in range(n):
-            out, _ = self.generate(z_id[i:i + 1].expand(n, -1), z_attr, nets)
-            swap.append([ids[i]] + list(out.float().clamp(-1, 1)))
-        recon, _ = self.generate(z_id, self.attribute_code(ids, nets), nets)
-        for net in self.nets.values():
-            net.train()
+        with self.inference():
+            z_id, z_attr = self.identity_code(ids), self.attribute_code(attrs)
+            swap = [[None] + list(attrs)]
+            for i in range(n):
+                out, _ = self.generate(z_id[i:i + 1].expand(n, -1), z_attr)
+                swap.append([ids[i]] + list(out.float().clamp(-1, 1)))
+            recon, _ = self.generate(z_id, self.attribute_code(ids))
         return {"swap": swap, "recon": [list(ids), list(recon.float().clamp(-1, 1))]}

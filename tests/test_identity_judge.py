@@ -32,7 +32,7 @@ def test_dlib_judge_puts_the_same_person_closer(tmp_path):
     photos are closer to each other than to Biden (dlib's own numbers on the full photos: 0.33-0.43 vs
     0.82-0.87, threshold 0.6)."""
     need_dlib()
-    from metrics.identity_judge import DlibIdentity
+    from evaluation.identity_judge import DlibIdentity
 
     names = ["obama", "obama2", "obama3", "biden"]
     crops = [centre_crop_resize(Image.fromarray(_celeba_aligned(n)), 224, 178)[0] for n in names]
@@ -76,7 +76,7 @@ def test_celeba_run_reports_real_face_identity_similarity(tmp_path):
 
 def test_dlib_judge_without_the_extras_is_a_clear_error(monkeypatch):
     from data.dlib_faces import FaceExtrasMissing
-    from metrics.identity_judge import build_identity_judge
+    from evaluation.identity_judge import build_identity_judge
 
     monkeypatch.setitem(sys.modules, "dlib", None)
     with pytest.raises(FaceExtrasMissing, match=r"eval.identity_judge_kind: dlib\) needs the optional face extras "
