@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from losses import gan_loss
 from models.base import Method
 from models.nets.g2g_nets import (AdaINDecoder, ClassEncoder, ContentEncoder, PatchDiscriminator, VGG16Relu22,
                                   VGGFace2Input, load_resnet50_vggface2)
@@ -30,11 +31,8 @@ def build_frozen_class_encoder(m, device):
     return build_identity_encoder("small", m.class_weights, device)
 
 
-def gan_loss(logits, real: bool, mode: str):
-    target = torch.full_like(logits, 1.0 if real else 0.0)
-    if mode == "lsgan":
-        return F.mse_loss(logits, target)
-    return F.binary_cross_entropy_with_logits(logits, target)
+# the original's --gan_mode names -> losses.gan_loss modes (vanilla = BCE, the non-saturating form)
+GAN_MODE = {"lsgan": "lsgan", "vanilla": "ns"}
 
 
 class G2G(Method):
@@ -126,7 +124,7 @@ class G2G(Method):
             out["cyc_id"] = m.gamma_id * (F.mse_loss(f["im2"], f["i1"]) + F.mse_loss(f["im1"], f["i2"]))
         if m.delta:
             mixes = torch.cat([f["m1"], f["m2"]])
-            out["g_adv"] = m.delta * gan_loss(self.nets["disc"](mixes), True, m.gan_mode)
+            out["g_adv"] = m.delta * gan_loss(self.nets["disc"](mixes), True, GAN_MODE[m.gan_mode])
         return out
 
     def train_step(self, batch, step, ctx):
@@ -148,8 +146,8 @@ class G2G(Method):
             opt.zero_grad(set_to_none=True)
             mixes = torch.cat([f["m1"], f["m2"]]).detach()
             with ctx.autocast():
-                d_real = gan_loss(self.nets["disc"](torch.cat([x1, x2])), True, m.gan_mode)
-                d_fake = gan_loss(self.nets["disc"](mixes), False, m.gan_mode)
+                d_real = gan_loss(self.nets["disc"](torch.cat([x1, x2])), True, GAN_MODE[m.gan_mode])
+                d_fake = gan_loss(self.nets["disc"](mixes), False, GAN_MODE[m.gan_mode])
                 d_loss = m.zeta * 0.5 * (d_real + d_fake)
             ctx.backward(d_loss, "dis")
             ctx.step(opt, "dis")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from losses import bce_logits
+from losses import gan_loss, r1_penalty
 from losses.ms_ssim import inverse_gaussian_mask, pixel_loss
 from models.base import Method
 from models.nets.face_small import resize_to
@@ -189,7 +189,7 @@ class IdMapper(Method):
                 lw = m.lambda_w * (w.float() - batch["id"]["w"]).pow(2).mean()
                 loss = loss + lw
                 logs["loss/w"] = lw.item()
-            adv = m.lambda_adv * bce_logits(self.nets["w_disc"](w), 1.0) if use_adv else None
+            adv = m.lambda_adv * gan_loss(self.nets["w_disc"](w), True) if use_adv else None
 
         # 1) and 2): the mapper's two optimizers, both on gradients at the current weights
         params = [p for g in self.optims["main"].param_groups for p in g["params"]]
@@ -211,11 +211,10 @@ class IdMapper(Method):
             real = real_w.detach().requires_grad_(m.r1 > 0)
             with ctx.autocast():
                 d_real = self.nets["w_disc"](real)
-                d_loss = m.lambda_adv * (bce_logits(d_real, 1.0) + bce_logits(self.nets["w_disc"](w.detach()), 0.0))
+                d_loss = m.lambda_adv * (gan_loss(d_real, True) + gan_loss(self.nets["w_disc"](w.detach()), False))
             total = d_loss
             if m.r1 > 0:
-                (grad,) = torch.autograd.grad(d_real.float().sum(), real, create_graph=True)
-                r1 = 0.5 * m.r1 * grad.pow(2).sum(1).mean()
+                r1 = 0.5 * m.r1 * r1_penalty(d_real, real)
                 total = total + r1
                 logs["loss/r1"] = r1.item()
             ctx.backward(total, "w_disc")

@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core import dist
+from losses import gan_loss, r1_penalty
 from models.base import Method
 from models.nets.stylegan2 import Discriminator, Generator
 
@@ -76,7 +76,7 @@ class StyleGAN2(Method):
         with ctx.autocast():
             with torch.no_grad():
                 fake, _ = self._fake(real.shape[0])
-            loss = F.softplus(d(fake).float()).mean() + F.softplus(-d(real).float()).mean()
+            loss = gan_loss(d(fake), False) + gan_loss(d(real), True)
         ctx.backward(loss, "d")
         ctx.step(opt, "d")
         return loss.item()
@@ -86,8 +86,7 @@ class StyleGAN2(Method):
         m, d, opt = self.cfg.model, self.nets["d"], self.optims["d"]
         opt.zero_grad(set_to_none=True)
         real = real.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(d(real).sum(), real, create_graph=True)
-        r1 = grad.pow(2).flatten(1).sum(1).mean()
+        r1 = r1_penalty(d(real), real)
         ctx.backward(r1 * (m.r1 / 2 * m.d_reg_every), "d")
         ctx.step(opt, "d")
         return r1.item()
@@ -97,7 +96,7 @@ class StyleGAN2(Method):
         opt.zero_grad(set_to_none=True)
         with ctx.autocast():
             fake, _ = self._fake(n)
-            loss = F.softplus(-self.nets["d"](fake).float()).mean()
+            loss = gan_loss(self.nets["d"](fake), True)
         ctx.backward(loss, "g")
         ctx.step(opt, "g")
         return loss.item()
