@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from core.cli import read_utf8
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -93,11 +95,12 @@ def _to_config(d):
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    try:
+        data = yaml.safe_load(read_utf8(path, ConfigError)) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{at}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data

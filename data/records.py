@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from data.cache import CachedImages, build_cache, cache_name, check_cache, check_mode, file_key, fingerprint
-from data.folders import DatasetLayoutError, to_tensor
+from data.folders import DatasetLayoutError, image_size, to_tensor
 from data.geometry import box_crop_resize, centre_affine, centre_crop_resize, flip_points, map_points
 
 
@@ -76,8 +76,7 @@ class FaceRecords(torch.utils.data.Dataset):
             s = self.size / side
             return (s, s, (0.5 - left) * s - 0.5, (0.5 - top) * s - 0.5)
         if i not in self._source_size:  # header only, no decoding
-            with Image.open(self.paths[i]) as im:
-                self._source_size[i] = im.size
+            self._source_size[i] = image_size(self.paths[i])
         return centre_affine(*self._source_size[i], self.size, self.crop)
 
     # --- cache --------------------------------------------------------------------------------------
