@@ -6,6 +6,7 @@ centre square), values in [-1, 1]; flips are chosen by the sampler, not here.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ def list_domain(root: str | Path, name: str) -> list[Path]:
     root = Path(root)
     folder, listing = root / name, root / f"{name}.txt"
     if folder.is_dir():
+        with os.scandir(folder):  # an unreadable folder is an error (rglob would skip it silently)
+            pass
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         where = folder
     elif listing.is_file():
