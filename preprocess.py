@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import clear_errors
+from core.cli import clear_errors, report
 from data.attributes import PRESET_ALIASES, PRESETS, check_preset, resolve
 from data.cache import PathLoader, build_cache, cache_name, check_cache, fingerprint, path_keys
 from data.celeba import read_celeba, split_domains
@@ -84,7 +84,7 @@ def folder_domains(args) -> tuple[dict[str, list[Path]], dict]:
     return domains, {"source": "folders", "root": str(src.resolve())}
 
 
-@clear_errors
+@clear_errors  # any other bad input (unreadable, unwritable, non-UTF-8 files) also ends in one error line
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,40 +107,43 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print counts per domain and split, write nothing")
     args = ap.parse_args(argv)
 
-    if args.folders and (args.preset or args.attributes or args.attributes_b):
-        raise DatasetLayoutError("--preset/--attributes apply to --celeba only")
-    if args.size <= 0 or args.num_test <= 0:
-        raise DatasetLayoutError("--size and --num-test must be positive")
-    crop = (178 if args.celeba else None) if args.crop is None else (args.crop or None)
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise DatasetLayoutError(f"--out {args.out} exists and is not a folder")
-    domains, info = celeba_domains(args) if args.celeba else folder_domains(args)
-    print(_summary(domains))
-    if args.dry_run:
-        return 0
-    if not args.out:
-        raise DatasetLayoutError("--out is required (or use --dry-run)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for d in DOMAINS:
-        if d in domains:
-            _write_atomic(out / f"{d}.txt", "\n".join(str(p.resolve()) for p in domains[d]) + "\n")
-        elif (out / f"{d}.txt").exists():
-            (out / f"{d}.txt").unlink()  # stale list from an earlier run with another split
-    info.update(counts={d: len(v) for d, v in domains.items()}, size=args.size, crop=crop,
-                cache=None if args.no_cache else str((out / "cache").resolve()))
-    _write_atomic(out / "preprocess.json", json.dumps(info, indent=1) + "\n")
-    print(f"wrote lists to {out}")
-    if not args.no_cache:
-        for d, paths in domains.items():
-            base = out / "cache" / cache_name(d, args.size, crop)
-            fp = fingerprint(path_keys(paths))
-            if not args.rebuild_cache and check_cache(base, len(paths), args.size, crop, fp) is None:
-                print(f"cache {base}.u8 is up to date")
-                continue
-            build_cache(base, PathLoader(paths, args.size, crop), len(paths), args.size, crop, fp,
-                        workers=args.workers, progress=True)
-            print(f"cache {base}.u8: {len(paths)} images at {args.size}px")
+    try:
+        if args.folders and (args.preset or args.attributes or args.attributes_b):
+            raise DatasetLayoutError("--preset/--attributes apply to --celeba only")
+        if args.size <= 0 or args.num_test <= 0:
+            raise DatasetLayoutError("--size and --num-test must be positive")
+        crop = (178 if args.celeba else None) if args.crop is None else (args.crop or None)
+        if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+            raise DatasetLayoutError(f"--out {args.out} exists and is not a folder")
+        domains, info = celeba_domains(args) if args.celeba else folder_domains(args)
+        print(_summary(domains))
+        if args.dry_run:
+            return 0
+        if not args.out:
+            raise DatasetLayoutError("--out is required (or use --dry-run)")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for d in DOMAINS:
+            if d in domains:
+                _write_atomic(out / f"{d}.txt", "\n".join(str(p.resolve()) for p in domains[d]) + "\n")
+            elif (out / f"{d}.txt").exists():
+                (out / f"{d}.txt").unlink()  # stale list from an earlier run with another split
+        info.update(counts={d: len(v) for d, v in domains.items()}, size=args.size, crop=crop,
+                    cache=None if args.no_cache else str((out / "cache").resolve()))
+        _write_atomic(out / "preprocess.json", json.dumps(info, indent=1) + "\n")
+        print(f"wrote lists to {out}")
+        if not args.no_cache:
+            for d, paths in domains.items():
+                base = out / "cache" / cache_name(d, args.size, crop)
+                fp = fingerprint(path_keys(paths))
+                if not args.rebuild_cache and check_cache(base, len(paths), args.size, crop, fp) is None:
+                    print(f"cache {base}.u8 is up to date")
+                    continue
+                build_cache(base, PathLoader(paths, args.size, crop), len(paths), args.size, crop, fp,
+                            workers=args.workers, progress=True)
+                print(f"cache {base}.u8: {len(paths)} images at {args.size}px")
+    except DatasetLayoutError as e:
+        return report(e)
     return 0
 
 
