@@ -45,8 +45,8 @@ def _cache_dir(d, root: Path) -> Path:
     """Where the uint8 caches of dataset folder ``root`` live, never inside it unless asked for.
 
     ``data.cache_root`` if set; for a folder written by ``preprocess.py`` (it holds ``preprocess.json``),
-    the ``cache/`` folder preprocess.py built in it; else ``<folder of data.cache_dir>/<root's name>-<hash of root's absolute
-    path>`` (``cache/celeba-1f2e3d4c`` by default), so datasets on read-only storage work and two datasets
+    the ``cache/`` folder preprocess.py built in it; else ``<folder of data.cache_dir>/<root's name>-<hash of
+    root's absolute path>`` (``cache/celeba-1f2e3d4c`` by default), so datasets on read-only storage work and two datasets
     never share a cache folder.
     """
     if d.cache_root:

@@ -100,8 +100,8 @@ class LFWPairs(torch.utils.data.Dataset):
     """Verification pairs: items ``image``, ``image2``, ``same`` (1/0), ``fold`` (0-based), ``index``.
 
     A flip mirrors both images. Images referenced by the pairs file must exist (checked up front).
-    ``pairs`` is a path or a file name looked for as the module docstring says. ``records`` holds each distinct image once (its
-    ``use_cache`` makes a uint8 cache of them).
+    ``pairs`` is a path or a file name looked for as the module docstring says. ``records`` holds each
+    distinct image once (its ``use_cache`` makes a uint8 cache of them).
     """
 
     def __init__(self, root, pairs: str = "pairs.txt", size: int = 128, crop: int | None = None):

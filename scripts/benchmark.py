@@ -19,7 +19,8 @@ writes a randomly initialised file, in the public format its loader reads strict
 config needs and leaves null (StyleGAN2 ``g_ema``/``latent_avg``, ArcFace IR-SE50, VGGFace2 ResNet-50, torchvision
 VGG16 / InceptionV3 state_dicts, face_nets checkpoints for the landmark net), so the real paper-size networks are
 timed without any download. They go to a temporary folder deleted at the end, or with ``--out DIR`` to DIR,
-where a later run reuses them (files are named by kind, resolution and width). id_mapper without ``data.root`` gets batches of the (random) generator's own samples
+where a later run reuses them (files are named by kind, resolution and width).
+id_mapper without ``data.root`` gets batches of the (random) generator's own samples
 and their w, the shapes a W-code dataset feeds. Synthetic renders stop at 256 px: larger sizes (stylegan2 at 1024) are
 rendered at 256 and upsampled. ``bench/stylegan2_1024`` (full width) is CUDA-sized; on CPU
 time it at ``data.batch_size=1`` or reduce ``model.width``.
@@ -134,7 +135,8 @@ def random_weight_overrides(cfg, folder: Path, width: float = 1.0) -> list[str]:
     from models.nets.g2g_nets import ResNet50VGGFace2
 
     if cfg.method == "id_mapper":
-        need("model.generator", f"stylegan2_{cfg.data.size}_w{width:g}", lambda p: _stylegan2_file(p, cfg.data.size, width))
+        need("model.generator", f"stylegan2_{cfg.data.size}_w{width:g}",
+             lambda p: _stylegan2_file(p, cfg.data.size, width))
         if m.identity == "ir_se50":
             need("model.identity_weights", "ir_se50", lambda p: _save_state(IRSE50(), p))
         else:
