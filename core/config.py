@@ -35,6 +35,7 @@ CHOICES = {
     "amp": ("none", "bf16", "fp16"),
     "data.cache": ("auto", "build", "require", "off"),
     "data.split_rule": ("first-n", "official"),
+    "data.resize_filter": ("bilinear", "bicubic"),
     "model.norm": ("instance", "batch", "none"),
     "model.recon": ("mse", "l1"),
     "model.confusion_target": ("b", "flip", "half"),
@@ -49,7 +50,7 @@ CHOICES = {
     "model.id_loss": ("l1", "cosine"),
     "model.pixel_mask": ("gaussian", "uniform"),
     "model.phase": ("ae", "disentangle", "joint"),
-    "eval.identity_judge_kind": ("small", "ir_se50"),
+    "eval.identity_judge_kind": ("small", "ir_se50", "dlib"),
     "eval.features": ("inception", "face_identity"),
 }
 _BOOL_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}

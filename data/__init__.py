@@ -4,7 +4,7 @@ Domain ``a`` holds images WITH the content attribute (e.g. glasses), domain ``b`
 (the code convention of the content-transfer papers' repositories; their papers call these B and A).
 
 ``folders`` and ``celeba`` serve images from the uint8 memmap cache (``data/cache.py``, written by
-``preprocess.py``) when ``data.cache`` allows and a valid cache for the list, size and crop exists;
+``preprocess.py``) when ``data.cache`` allows and a valid cache for the list, size, crop and filter exists;
 otherwise they decode the image files. Caches live outside the dataset (see :func:`_cache_dir`).
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ def synthetic_domains(d, split: str) -> dict:
 
 def _domain(d, cache_dir: Path, name: str, paths) -> torch.utils.data.Dataset:
     """The cached dataset for ``paths`` if ``data.cache`` allows and one is valid, else decoding."""
-    cached = open_domain_cache(cache_dir, name, paths, d.size, d.crop, d.cache, d.workers)
-    return cached if cached is not None else ImageDomain(paths, d.size, d.crop)
+    cached = open_domain_cache(cache_dir, name, paths, d.size, d.crop, d.cache, d.workers, d.resize_filter)
+    return cached if cached is not None else ImageDomain(paths, d.size, d.crop, d.resize_filter)
 
 
 def _cache_dir(d, root: Path) -> Path:

@@ -4,9 +4,10 @@ Files, for a cache named ``trainA_128_178`` (domain, size, crop; ``full`` when u
 
 * ``trainA_128_178.u8``   ``count x 3 x size x size`` uint8 (NCHW, C-order), the images exactly as
   :func:`data.folders.load_image` (or a dataset's own loader) returns them, before flips;
-* ``trainA_128_178.json`` the header: count, size, crop, byte count, SHA-1 of the data, and a
+* ``trainA_128_178.json`` the header: count, size, crop, resize filter, byte count, SHA-1 of the data, and a
   fingerprint of the source list (file names in order, each with its byte size and modification time, so
-  a replaced image invalidates the cache), written LAST.
+  a replaced image invalidates the cache), written LAST. A cache made with another filter (or before the
+  filter was recorded) does not match.
 
 A build writes the data to a ``.partial.<pid>`` file, fsyncs, renames it into place, and only then writes
 the header (via a temporary file and an atomic rename). Before it starts it deletes the old header. So a
@@ -68,20 +69,21 @@ def check_mode(mode) -> str:
 
 
 class PathLoader:
-    """Picklable ``i -> load_image(paths[i], size, crop)`` for :func:`build_cache`."""
+    """Picklable ``i -> load_image(paths[i], size, crop, resample)`` for :func:`build_cache`."""
 
-    def __init__(self, paths, size: int, crop: int | None):
-        self.paths, self.size, self.crop = [str(p) for p in paths], size, crop
+    def __init__(self, paths, size: int, crop: int | None, resample: str = "bicubic"):
+        self.paths, self.size, self.crop, self.resample = [str(p) for p in paths], size, crop, resample
 
     def __call__(self, i: int) -> np.ndarray:
-        return load_image(Path(self.paths[i]), self.size, self.crop)
+        return load_image(Path(self.paths[i]), self.size, self.crop, self.resample)
 
 
 def _files(base: Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".u8"), base.with_name(base.name + ".json")
 
 
-def check_cache(base: str | Path, count: int, size: int, crop: int | None, keys_fp: str) -> str | None:
+def check_cache(base: str | Path, count: int, size: int, crop: int | None, keys_fp: str,
+                resample: str = "bicubic") -> str | None:
     """Why the cache at ``base`` (path without suffix) cannot be used, or ``None`` if it can."""
     data, header = _files(Path(base))
     if not header.is_file():
@@ -92,7 +94,7 @@ def check_cache(base: str | Path, count: int, size: int, crop: int | None, keys_
         return f"unreadable header {header}: {e}"
     if h.get("format") != CACHE_FORMAT or h.get("version") != CACHE_VERSION or not h.get("complete"):
         return f"{header} is not a complete version-{CACHE_VERSION} cache header"
-    expected = {"count": count, "size": size, "crop": crop or None, "fingerprint": keys_fp}
+    expected = {"count": count, "size": size, "crop": crop or None, "resample": resample, "fingerprint": keys_fp}
     for k, v in expected.items():
         if h.get(k) != v:
             what = "source list changed" if k == "fingerprint" else f"header {k}={h.get(k)!r}, wanted {v!r}"
@@ -118,8 +120,9 @@ def verify_cache(base: str | Path) -> bool:
 
 
 def build_cache(base: str | Path, load, count: int, size: int, crop: int | None, keys_fp: str,
-                workers: int = 0, progress: bool = False) -> Path:
-    """Write the cache: ``load(i)`` must return image ``i`` as uint8 ``(size, size, 3)``.
+                workers: int = 0, progress: bool = False, resample: str = "bicubic") -> Path:
+    """Write the cache: ``load(i)`` must return image ``i`` as uint8 ``(size, size, 3)``, resized with the
+    filter ``resample`` (recorded in the header).
 
     ``load`` must be picklable when ``workers > 0`` (a module-level function, a ``functools.partial`` of
     one, or a bound method of a picklable dataset). Any loading error aborts the build, leaving no cache.
@@ -155,7 +158,7 @@ def build_cache(base: str | Path, load, count: int, size: int, crop: int | None,
         if pool:
             pool.terminate()
     meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "complete": True, "count": count, "size": size,
-            "crop": crop or None, "layout": "NCHW", "dtype": "uint8", "bytes": count * 3 * size * size,
+            "crop": crop or None, "resample": resample, "layout": "NCHW", "dtype": "uint8", "bytes": count * 3 * size * size,
             "fingerprint": keys_fp, "sha1": sha.hexdigest()}
     htmp = header.with_name(f"{header.name}.tmp.{os.getpid()}")
     htmp.write_text(json.dumps(meta, indent=1))
@@ -196,7 +199,7 @@ class CachedImages(torch.utils.data.Dataset):
 
 
 def open_domain_cache(cache_dir: str | Path, domain: str, paths, size: int, crop: int | None,
-                      mode: str = "auto", workers: int = 0):
+                      mode: str = "auto", workers: int = 0, resample: str = "bicubic"):
     """The cached dataset for an image list, following ``mode``.
 
     ``auto``: use a valid cache, else return ``None`` (the caller decodes images); ``require``: a valid
@@ -206,7 +209,7 @@ def open_domain_cache(cache_dir: str | Path, domain: str, paths, size: int, crop
         return None
     base = Path(cache_dir) / cache_name(domain, size, crop)
     fp = fingerprint(path_keys(paths))
-    reason = check_cache(base, len(paths), size, crop, fp)
+    reason = check_cache(base, len(paths), size, crop, fp, resample)
     if reason is not None:
         if mode == "auto":
             if reason != "not built":
@@ -214,5 +217,6 @@ def open_domain_cache(cache_dir: str | Path, domain: str, paths, size: int, crop
             return None
         if mode == "require":
             raise DatasetLayoutError(f"cache {base}.u8 unusable: {reason}; run preprocess.py to build it")
-        build_cache(base, PathLoader(paths, size, crop), len(paths), size, crop, fp, workers)
+        build_cache(base, PathLoader(paths, size, crop, resample), len(paths), size, crop, fp, workers,
+                    resample=resample)
     return CachedImages(base, len(paths), size)

@@ -249,7 +249,8 @@ class CelebA(FaceRecords):
     ``indices`` (rows of the attribute file) overrides it. ``use_cache`` serves pixels from a cache.
     """
 
-    def __init__(self, root, split: str = "all", size: int = 128, crop: int | None = 178, indices=None):
+    def __init__(self, root, split: str = "all", size: int = 128, crop: int | None = 178, indices=None,
+                 resample: str = "bicubic"):
         t = _cached_table(str(find_root(root).resolve()))
         if indices is None:
             if split == "all":
@@ -267,5 +268,5 @@ class CelebA(FaceRecords):
         if t.partition is not None:
             labels["partition"] = t.partition[rows].astype(np.int64)
         super().__init__(t.paths(rows), size, crop, labels=labels, flip_perm=FLIP_5,
-                         landmarks=None if t.landmarks is None else t.landmarks[rows])
+                         landmarks=None if t.landmarks is None else t.landmarks[rows], resample=resample)
         self.table, self.rows = t, rows

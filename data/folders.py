@@ -1,8 +1,8 @@
 """Image domains on disk: ``root/{trainA,trainB,testA,testB}`` as image folders or as ``.txt`` path lists.
 
 The ``.txt`` lists are what ``preprocess.py`` writes for CelebA attribute splits (one image path per line).
-Transform: optional centre crop to ``crop`` px, resize to ``size`` px (bicubic on the short side, then a
-centre square), values in [-1, 1]; flips are chosen by the sampler, not here.
+Transform: optional centre crop to ``crop`` px, resize to ``size`` px (the short side, with the PIL filter
+``resample``; then a centre square), values in [-1, 1]; flips are chosen by the sampler, not here.
 """
 from __future__ import annotations
 
@@ -50,11 +50,11 @@ def list_domain(root: str | Path, name: str) -> list[Path]:
     return paths
 
 
-def load_image(path: Path, size: int, crop: int | None) -> np.ndarray:
+def load_image(path: Path, size: int, crop: int | None, resample: str = "bicubic") -> np.ndarray:
     """Decode, centre-crop, resize: uint8 (size, size, 3). Corrupt files raise an error naming the file."""
     try:
         with Image.open(path) as im:
-            return centre_crop_resize(im, size, crop)[0]
+            return centre_crop_resize(im, size, crop, resample)[0]
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DatasetLayoutError(f"cannot read image {path}: {e}") from None
 
@@ -85,15 +85,15 @@ def to_tensor(img: np.ndarray, chw: bool = False) -> torch.Tensor:
 class ImageDomain(torch.utils.data.Dataset):
     """One domain of images; items are ``{"image", "index"}``; index may be ``(i, flip)``."""
 
-    def __init__(self, paths: list[Path], size: int, crop: int | None = None):
-        self.paths, self.size, self.crop = list(paths), size, crop
+    def __init__(self, paths: list[Path], size: int, crop: int | None = None, resample: str = "bicubic"):
+        self.paths, self.size, self.crop, self.resample = list(paths), size, crop, resample
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, item):
         i, flip = item if isinstance(item, tuple) else (item, False)
-        img = load_image(self.paths[i], self.size, self.crop)
+        img = load_image(self.paths[i], self.size, self.crop, self.resample)
         if flip:
             img = img[:, ::-1]
         return {"image": to_tensor(img), "index": torch.tensor(i)}

@@ -21,42 +21,57 @@ FLIP_68 = np.array(
 FLIP_5 = np.array([1, 0, 2, 4, 3])
 
 
+# PIL filters by name (``data.resize_filter``); torchvision's Resize on PIL images applies PIL's own filter
+RESIZE_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def resize_filter(name: str) -> int:
+    """The PIL filter called ``name`` (bilinear | bicubic)."""
+    try:
+        return RESIZE_FILTERS[name]
+    except KeyError:
+        raise ValueError(f"resize filter must be one of {sorted(RESIZE_FILTERS)}, got {name!r}") from None
+
+
 def _resize_affine(x0: float, y0: float, w: int, h: int, W: int, H: int, x1: int, y1: int):
     """Affine of: crop at (x0, y0) of a w x h region, resize to W x H, crop at (x1, y1)."""
     sx, sy = W / w, H / h
     return (sx, sy, (0.5 - x0) * sx - 0.5 - x1, (0.5 - y0) * sy - 0.5 - y1)
 
 
-def centre_crop_resize(im: Image.Image, size: int, crop: int | None):
-    """Centre-crop ``crop`` px (if given), bicubic-resize the short side to ``size``, centre square.
+def _centre_offset(outer: int, inner: int) -> int:
+    """torchvision's CenterCrop offset (round half to even)."""
+    return int(round((outer - inner) / 2.0))
 
-    Returns ``(uint8 array (size, size, 3), affine)``.
-    """
-    im = im.convert("RGB")
-    w, h = im.size
+
+def _centre_geometry(w: int, h: int, size: int, crop: int | None):
+    """``(x0, y0, cw, ch, W, H, x1, y1)``: centre crop ``crop`` (torchvision CenterCrop), short side to
+    ``size`` (torchvision Resize(int): the long side truncated), centre ``size`` square."""
     x0 = y0 = 0
     if crop:
         c = min(crop, w, h)
-        x0, y0 = (w - c) // 2, (h - c) // 2
-        im = im.crop((x0, y0, x0 + c, y0 + c))
-    cw, ch = im.size
-    s = size / min(cw, ch)
-    W, H = max(size, round(cw * s)), max(size, round(ch * s))
-    im = im.resize((W, H), Image.BICUBIC)
-    x1, y1 = (W - size) // 2, (H - size) // 2
+        x0, y0, w, h = _centre_offset(w, c), _centre_offset(h, c), c, c
+    W, H = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+    return x0, y0, w, h, W, H, _centre_offset(W, size), _centre_offset(H, size)
+
+
+def centre_crop_resize(im: Image.Image, size: int, crop: int | None, resample: str = "bicubic"):
+    """Centre-crop ``crop`` px (if given), resize the short side to ``size`` with the PIL filter
+    ``resample``, centre square: torchvision's CenterCrop(crop), Resize(size), CenterCrop(size) on a PIL
+    image, pixel for pixel. Returns ``(uint8 array (size, size, 3), affine)``.
+    """
+    im = im.convert("RGB")
+    x0, y0, cw, ch, W, H, x1, y1 = _centre_geometry(*im.size, size, crop)
+    if crop:
+        im = im.crop((x0, y0, x0 + cw, y0 + ch))
+    im = im.resize((W, H), resize_filter(resample))
     im = im.crop((x1, y1, x1 + size, y1 + size))
     return np.asarray(im, dtype=np.uint8), _resize_affine(x0, y0, cw, ch, W, H, x1, y1)
 
 
 def centre_affine(w: int, h: int, size: int, crop: int | None):
     """The affine of :func:`centre_crop_resize` for a ``w x h`` source, without decoding it."""
-    x0 = y0 = 0
-    if crop:
-        c = min(crop, w, h)
-        x0, y0, w, h = (w - c) // 2, (h - c) // 2, c, c
-    s = size / min(w, h)
-    W, H = max(size, round(w * s)), max(size, round(h * s))
-    return _resize_affine(x0, y0, w, h, W, H, (W - size) // 2, (H - size) // 2)
+    return _resize_affine(*_centre_geometry(w, h, size, crop))
 
 
 def square_box(x: float, y: float, w: float, h: float, top: float = 0.0, bottom: float = 0.0,
@@ -72,10 +87,10 @@ def square_box(x: float, y: float, w: float, h: float, top: float = 0.0, bottom:
     return round(cx - side / 2.0), round(cy - side / 2.0), side
 
 
-def box_crop_resize(im: Image.Image, box: tuple[int, int, int], size: int):
-    """Crop the square ``(left, top, side)`` (black outside the image), bicubic-resize to ``size``."""
+def box_crop_resize(im: Image.Image, box: tuple[int, int, int], size: int, resample: str = "bicubic"):
+    """Crop the square ``(left, top, side)`` (black outside the image), resize to ``size`` (PIL filter)."""
     left, top, side = box
-    im = im.convert("RGB").crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+    im = im.convert("RGB").crop((left, top, left + side, top + side)).resize((size, size), resize_filter(resample))
     return np.asarray(im, dtype=np.uint8), _resize_affine(left, top, side, side, size, size, 0, 0)
 
 

@@ -70,7 +70,7 @@ def labelled_faces(d, split: str):
             raise DatasetLayoutError("data.root must point to the CelebA folder (img_align_celeba/, "
                                      "list_attr_celeba.txt, list_eval_partition.txt, identity_CelebA.txt)")
         root = find_root(d.root)
-        faces = CelebA(root, split, d.size, d.crop)
+        faces = CelebA(root, split, d.size, d.crop, resample=d.resize_filter)
         if "identity" not in faces.labels:
             raise DatasetLayoutError(f"identity pairs need CelebA's identity labels: {locate(root, 'identity')}")
         return faces.use_cache(_cache_dir(d, root), f"celeba_{split}", d.cache, d.workers)

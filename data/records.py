@@ -2,7 +2,7 @@
 
 Crop: a square box per record (``left, top, side`` in source pixels; black outside the image) resized to
 ``size``, or without boxes the folder transform (centre crop ``crop`` px, short side to ``size``, centre
-square). Items: ``image`` (3, size, size) in [-1, 1], ``index``, every label array's row as a tensor,
+square); resizing uses the PIL filter ``resample``. Items: ``image`` (3, size, size) in [-1, 1], ``index``, every label array's row as a tensor,
 ``landmarks`` (K, 2) and ``bbox`` (x, y, w, h) mapped to output pixels. ``__getitem__`` takes ``i`` or
 ``(i, flip)``; a flip mirrors the image, landmarks (with left/right renaming) and box. With a cache
 (``use_cache``) pixels come from the memmap; without crop boxes, mapping landmarks then reads only the
@@ -25,12 +25,12 @@ class FaceRecords(torch.utils.data.Dataset):
     """Images plus per-record annotations; see the module docstring for the item layout."""
 
     def __init__(self, paths, size: int, crop: int | None = None, boxes=None, landmarks=None, bbox=None,
-                 labels: dict | None = None, flip_perm=None):
+                 labels: dict | None = None, flip_perm=None, resample: str = "bicubic"):
         self.paths = [str(p) for p in paths]
         n = len(self.paths)
         if n == 0:
             raise DatasetLayoutError(f"{type(self).__name__}: no images selected")
-        self.size, self.crop, self.flip_perm = size, crop, flip_perm
+        self.size, self.crop, self.flip_perm, self.resample = size, crop, flip_perm, resample
         self.boxes = None if boxes is None else np.asarray(boxes, dtype=np.int64).reshape(n, 3)
         self.landmarks = None if landmarks is None else np.asarray(landmarks, dtype=np.float32)
         self.bbox = None if bbox is None else np.asarray(bbox, dtype=np.float32).reshape(n, 4)
@@ -59,8 +59,8 @@ class FaceRecords(torch.utils.data.Dataset):
             with Image.open(path) as im:
                 self._source_size[i] = im.size
                 if self.boxes is not None:
-                    return box_crop_resize(im, tuple(int(v) for v in self.boxes[i]), self.size)
-                return centre_crop_resize(im, self.size, self.crop)
+                    return box_crop_resize(im, tuple(int(v) for v in self.boxes[i]), self.size, self.resample)
+                return centre_crop_resize(im, self.size, self.crop, self.resample)
         except FileNotFoundError:
             raise DatasetLayoutError(f"image not found: {path}") from None
         except (OSError, SyntaxError, ValueError) as e:
@@ -90,13 +90,13 @@ class FaceRecords(torch.utils.data.Dataset):
             return self
         base = Path(cache_dir) / cache_name(name, self.size, self.crop)
         fp = fingerprint(self.cache_keys())
-        reason = check_cache(base, len(self), self.size, self.crop, fp)
+        reason = check_cache(base, len(self), self.size, self.crop, fp, self.resample)
         if reason is not None:
             if mode == "auto":
                 return self
             if mode == "require":
                 raise DatasetLayoutError(f"cache {base}.u8 unusable: {reason}")
-            build_cache(base, self.uint8, len(self), self.size, self.crop, fp, workers)
+            build_cache(base, self.uint8, len(self), self.size, self.crop, fp, workers, resample=self.resample)
         self.cache = CachedImages(base, len(self), self.size)
         return self
 

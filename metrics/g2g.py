@@ -4,9 +4,10 @@ Test pairs are fresh renders of different identities: a content source (target: 
 style, attributes) and a class source (gives the identity). The true swap is
 ``render(swap(target_factors, source_factors, "identity"), size)``. Rows: the method, copy-source, copy-target.
 Columns: ``gt_l1`` / ``gt_psnr`` vs the true swap; ``target_l1`` / ``source_l1``: distance to each input
-(copy-target has target_l1 = 0 by definition, copy-source source_l1 = 0); with ``eval.identity_judge`` (a
-face_nets checkpoint), ``id_sim`` = cosine of the judge's embeddings vs the class source and ``id_sim_gt`` vs
-the true swap. The method row adds ``recon_psnr`` (x^ = G(E_c(x), E_id(x)) vs x).
+(copy-target has target_l1 = 0 by definition, copy-source source_l1 = 0); with an identity judge
+(``eval.identity_judge_kind``: a face_nets checkpoint, ArcFace, or dlib's descriptor for real faces), ``id_sim``
+= cosine of the judge's embeddings vs the class source and ``id_sim_gt`` vs the true swap. The method row
+adds ``recon_psnr`` (x^ = G(E_c(x), E_id(x)) vs x).
 Grids: ``swap_grid.png`` (rows: content sources; top row: class sources), ``swap_vs_ground_truth.png``.
 Real data (``data.name: celeba``) has no true swap: the first test pairs of different identities, no gt
 columns and no ground-truth grid.
@@ -65,11 +66,9 @@ def swap_grid(method, nets, targets, sources) -> list[list]:
 
 def evaluate_g2g(method, cfg, out_dir: Path, use_ema: bool = True) -> list[dict]:
     nets, device, bs = method.eval_nets(use_ema), method.device, cfg.eval.batch_size
-    judge = None
-    if cfg.eval.identity_judge:
-        from models.nets.face_small import build_identity_encoder
+    from metrics.identity_judge import configured_judge, judge_name
 
-        judge = build_identity_encoder(cfg.eval.identity_judge_kind, cfg.eval.identity_judge, device)
+    judge = configured_judge(cfg.eval, device)
     pairs = (synthetic_swap_pairs(cfg, cfg.eval.max_images) if cfg.data.name == "synthetic"
              else dataset_swap_pairs(method, cfg, cfg.eval.max_images))
     pairs = {k: v.to(device) for k, v in pairs.items()}
@@ -78,7 +77,7 @@ def evaluate_g2g(method, cfg, out_dir: Path, use_ema: bool = True) -> list[dict]
             for name, img in (("method", out), ("copy source", pairs["source"]), ("copy target", pairs["target"]))]
     rec = batched(lambda a: method.swap(a, a, nets).float().clamp(-1, 1), pairs["target"], bs=bs)
     rows[0]["recon_psnr"] = psnr(rec, pairs["target"]).mean().item()
-    rows[0]["judge"] = cfg.eval.identity_judge or "none"
+    rows[0]["judge"] = judge_name(cfg.eval)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -54,14 +54,15 @@ def synthetic_pairs(cfg, size: int, n: int, splits=("id-eval-identity", "id-eval
 
 def judges(method, cfg, device) -> tuple:
     """(identity judge, analysis judge, note): independent networks if configured, else the training ones."""
-    from models.nets.face_small import build_identity_encoder, build_landmark_net
+    from metrics.identity_judge import configured_judge
+    from models.nets.face_small import build_landmark_net
 
     e = cfg.eval
-    ident = (build_identity_encoder(e.identity_judge_kind, e.identity_judge, device) if e.identity_judge
-             else method.frozen["id"])
+    ident = configured_judge(e, device)
     analysis = build_landmark_net(e.analysis_judge, device) if e.analysis_judge else method.frozen["landmarks"]
     note = []
-    if not e.identity_judge:
+    if ident is None:
+        ident = method.frozen["id"]
         note.append("identity judged by E_id itself (the loss's own network; biased)")
     if not e.analysis_judge:
         note.append("attributes judged by the training landmark net (biased)")

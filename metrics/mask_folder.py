@@ -10,7 +10,8 @@ from PIL import Image
 from data.folders import IMAGE_EXTENSIONS, load_image
 
 
-def read_mask_folder(mask_dir, image_paths, size: int, crop: int | None = None) -> tuple[list[int], torch.Tensor]:
+def read_mask_folder(mask_dir, image_paths, size: int, crop: int | None = None,
+                     resample: str = "bicubic") -> tuple[list[int], torch.Tensor]:
     """Masks for the images in ``image_paths`` that have one: ``mask_dir/<image stem>.<png|jpg|...>``.
 
     Masks go through the images' geometry (``data.folders.load_image``: crop, resize, centre square) and
@@ -32,7 +33,7 @@ def read_mask_folder(mask_dir, image_paths, size: int, crop: int | None = None) 
         mp = by_stem.get(Path(path).stem)
         if mp is None:
             continue
-        arr = load_image(mp, size, crop).max(axis=2)  # first: names the file if it is not an image
+        arr = load_image(mp, size, crop, resample).max(axis=2)  # first: names the file if it is not an image
         with Image.open(mp) as im:
             on = 1 if int(np.asarray(im.convert("L")).max()) <= 1 else 255  # 0/1 or 0/255 file
         masks.append(torch.from_numpy(arr.astype(np.int32) * 2 >= on)[None])

@@ -71,7 +71,8 @@ def evaluate_mask_transfer(method, cfg, out_dir: Path, use_ema: bool = True) -> 
     k = min(cfg.eval.num_display, n)
     seg, truth = [], None
     if cfg.eval.mask_dir:
-        idx, gt = read_mask_folder(cfg.eval.mask_dir, _test_a_paths(cfg, test)[:n], cfg.data.size, cfg.data.crop)
+        idx, gt = read_mask_folder(cfg.eval.mask_dir, _test_a_paths(cfg, test)[:n], cfg.data.size, cfg.data.crop,
+                                   cfg.data.resize_filter)
         seg.append(segmentation_row("segmentation a (self-mask)", cfg.method, self_a[idx], gt.to(dev)))
         truth = {i: g for i, g in zip(idx, gt.to(dev)) if i < k}
     elif cfg.data.name == "synthetic":

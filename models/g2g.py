@@ -6,7 +6,7 @@ different identities (``data/identity_pairs.py``):
     reassembly   r1 = G(E_c(m1), E_id(m2)), r2 = G(E_c(m2), E_id(m1))
 Generator loss: alpha_l long + alpha_s short reconstruction (perceptual), gamma_c content cycle, gamma_id
 class cycle, delta adversarial on the mixes. Then a PatchGAN D step (zeta) on reals vs this step's mixes.
-Fixes of the original's bugs are listed in ``configs/methods/g2g.yaml`` ("FIX").
+Fixes of the original's bugs are listed in ``configs/methods/g2g.yaml`` ("FIX"), other departures ("DIFF").
 """
 from __future__ import annotations
 
@@ -54,10 +54,13 @@ class G2G(Method):
             self.nets["class_enc"] = ClassEncoder(m.nf, m.down_class, m.latent_dim)
             class_dim = m.latent_dim
         else:
-            self.frozen["class_enc"] = build_frozen_class_encoder(m, device)
+            enc = build_frozen_class_encoder(m, device)
             with torch.no_grad():
-                class_dim = self.frozen["class_enc"](torch.zeros(1, 3, cfg.data.size, cfg.data.size,
-                                                                 device=device)).shape[1]
+                class_dim = enc(torch.zeros(1, 3, cfg.data.size, cfg.data.size, device=device)).shape[1]
+            if m.train_class_encoder:  # the original's behaviour: in the G optimizer, BatchNorm in train mode
+                self.nets["class_enc"] = enc.train().requires_grad_(True)
+            else:
+                self.frozen["class_enc"] = enc
         if m.perceptual == "vgg16":
             self.frozen["vgg"] = VGG16Relu22(m.vgg_weights).to(device)
         self.nets["content_enc"] = ContentEncoder(m.nf, m.down_content, m.n_res_blks, m.content_norm)

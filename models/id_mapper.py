@@ -26,7 +26,9 @@ from models.base import Method
 from models.nets.face_small import resize_to
 from models.nets.id_mapper_nets import LatentMapper, WDiscriminator, build_attr_encoder
 
-LANDMARK_SCALE = 128.0  # normalised coords -> pixels of a 256 px image (the paper's resolution)
+# normalised coords -> pixels of a 160 px image: the original's landmark net sees the image resized to 160 px
+# and its loss is in those pixels, so lambda_landmarks keeps the original's meaning at any resolution
+LANDMARK_SCALE = 80.0
 
 
 def load_frozen(cfg, device) -> dict:
@@ -67,7 +69,7 @@ def real_attribute_images(d):
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if root.is_dir() else []
     if not paths:
         raise DatasetLayoutError(f"data.real_attr must be 'synthetic' or a folder of images; {root} has none")
-    return ImageDomain(paths, d.size, d.crop)
+    return ImageDomain(paths, d.size, d.crop, d.resize_filter)
 
 
 class IdMapper(Method):
@@ -138,7 +140,7 @@ class IdMapper(Method):
         return self.generate(self.identity_code(id_img), self.attribute_code(attr_img, nets), nets)[0]
 
     def landmarks_px(self, x):
-        """Landmarks of the frozen landmark net, in pixels of a 256 px image: (B, N, 2)."""
+        """Landmarks of the frozen landmark net, in pixels of a 160 px image: (B, N, 2)."""
         return self.frozen["landmarks"](self.fit(x))["landmarks"] * LANDMARK_SCALE
 
     # --- training --------------------------------------------------------------------------------

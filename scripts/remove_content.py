@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     with torch.no_grad():
         for i in range(0, len(paths), bs):
             chunk = paths[i:i + bs]
-            x = torch.stack([to_tensor(load_image(q, cfg.data.size, cfg.data.crop)) for q in chunk]).to(method.device)
+            x = torch.stack([to_tensor(load_image(q, cfg.data.size, cfg.data.crop, cfg.data.resize_filter)) for q in chunk]).to(method.device)
             removed, mask = method.remove(x, nets).float(), method.masks(x, x, nets).float() * 2 - 1
             for q, xi, ri, mi in zip(chunk, x, removed, mask):
                 save_png(image_grid([[xi, ri, mi]]), (out / q.relative_to(root)).with_suffix(".png"))

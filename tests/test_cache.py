@@ -95,6 +95,25 @@ def test_truncated_stale_or_foreign_caches_are_ignored(images, tmp_path):
         open_domain_cache(tmp_path / "c", "trainB", images, 16, None, mode="yes")
 
 
+def test_a_cache_made_with_another_resize_filter_is_not_used(images, tmp_path):
+    """The header records the filter: a bicubic cache is stale for a bilinear run (and an old header that
+    recorded none is stale for both), so a run never trains on pixels resized otherwise than it asked."""
+    ds = open_domain_cache(tmp_path / "c", "trainA", images, 24, 48, mode="build", resample="bicubic")
+    bicubic = ds[3]["image"].clone()  # (the rebuild below rewrites the file under this memmap)
+    base = tmp_path / "c" / cache_name("trainA", 24, 48)
+    fp = fingerprint(path_keys(images))
+    assert check_cache(base, 12, 24, 48, fp, "bicubic") is None
+    assert "resample='bicubic', wanted 'bilinear'" in check_cache(base, 12, 24, 48, fp, "bilinear")
+    with pytest.warns(UserWarning, match="resample"):
+        assert open_domain_cache(tmp_path / "c", "trainA", images, 24, 48, resample="bilinear") is None
+    rebuilt = open_domain_cache(tmp_path / "c", "trainA", images, 24, 48, mode="build", resample="bilinear")
+    want = ImageDomain(images, 24, 48, "bilinear")
+    assert torch.equal(rebuilt[3]["image"], want[3]["image"]) and not torch.equal(want[3]["image"], bicubic)
+    header = base.with_name(base.name + ".json")
+    header.write_text(json.dumps({k: v for k, v in json.loads(header.read_text()).items() if k != "resample"}))
+    assert "resample=None" in check_cache(base, 12, 24, 48, fp, "bilinear")
+
+
 def test_corrupt_images_abort_the_build_naming_the_file(images, tmp_path):
     images[4].write_bytes(images[4].read_bytes()[:300])  # truncated JPEG
     base, fp = _base(tmp_path, images)

@@ -121,6 +121,16 @@ def test_arcface_identity_crops_any_size(irse50):
     assert torch.equal(ArcFaceIdentity(irse50, crop=None).prepare(z), z)
 
 
+def test_arcface_crop_is_psp_id_loss_input():
+    """At 256 px the backbone input is pSp's: x[:, :, 35:223, 32:220] through nn.AdaptiveAvgPool2d(112)."""
+    x = torch.rand(2, 3, 256, 256) * 2 - 1
+    want = torch.nn.AdaptiveAvgPool2d((112, 112))(x[:, :, 35:223, 32:220])
+    assert torch.equal(ArcFaceIdentity(torch.nn.Identity()).prepare(x), want)
+    # hand-computed: 188 -> 112 bins, output 0 averages rows/cols 0..1 of the crop (bin [0, ceil(188/112)))
+    assert ArcFaceIdentity(torch.nn.Identity()).prepare(x)[0, 0, 0, 0].item() == pytest.approx(
+        x[0, 0, 35:37, 32:34].mean().item(), abs=1e-6)
+
+
 # --------------------------------------------------------------------------------------- small nets
 
 def test_landmark_coordinate_convention():

@@ -57,3 +57,42 @@ def test_layout_errors(tmp_path):
     cfg = load_config("configs/celeba_glasses.yaml", [f"data.root={tmp_path / 'nowhere'}"])
     with pytest.raises(DatasetLayoutError, match="does not exist"):
         build_domains(cfg.data, "train")
+
+
+@pytest.mark.parametrize("w, h, size, crop, name", [
+    (178, 218, 128, 178, "bilinear"),   # method 1: CenterCrop(178), Resize(128)
+    (178, 218, 224, None, "bilinear"),  # method 4: Resize(224), CenterCrop(224)
+    (181, 220, 100, 177, "bicubic"),    # odd margins: round-half-even offsets, truncated long side
+    (215, 160, 67, None, "bilinear"),   # landscape
+])
+def test_resize_matches_torchvision_on_pil_images(tmp_path, w, h, size, crop, name):
+    """The originals fed PIL images to torchvision transforms; ours gives the same pixels and its affine maps
+    source pixel centres where the pixels went."""
+    import torchvision.transforms as T
+
+    from data.folders import load_image
+    from data.geometry import centre_affine, centre_crop_resize
+
+    make_image(tmp_path / "x.png", w, h)
+    mode = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}[name]
+    steps = ([T.CenterCrop(crop)] if crop else []) + [T.Resize(size, interpolation=mode), T.CenterCrop(size)]
+    with Image.open(tmp_path / "x.png") as im:
+        want = np.asarray(T.Compose(steps)(im.convert("RGB")))
+        got, affine = centre_crop_resize(im, size, crop, name)
+    assert np.array_equal(load_image(tmp_path / "x.png", size, crop, name), want) and np.array_equal(got, want)
+    assert centre_affine(w, h, size, crop) == affine
+    # a one-pixel dot lands where the affine says (its brightest output pixel is within one pixel)
+    arr = np.zeros((h, w, 3), np.uint8)
+    arr[h // 2 + 3, w // 2 - 5] = 255
+    out = centre_crop_resize(Image.fromarray(arr), size, crop, name)[0].sum(2)
+    sx, sy, ox, oy = affine
+    y, x = np.unravel_index(out.argmax(), out.shape)
+    assert abs(x - ((w // 2 - 5) * sx + ox)) <= 1 and abs(y - ((h // 2 + 3) * sy + oy)) <= 1
+
+
+def test_unknown_resize_filter_is_a_clear_error(tmp_path):
+    from data.folders import load_image
+
+    make_image(tmp_path / "x.png")
+    with pytest.raises(ValueError, match="resize filter must be one of"):
+        load_image(tmp_path / "x.png", 32, None, "lanczos")

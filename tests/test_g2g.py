@@ -102,6 +102,50 @@ def test_resnet50_vggface2_loader(tmp_path):
         load_resnet50_vggface2(path)
 
 
+def _caffe_resnet50_reference():
+    """torchvision's ResNet-50 with Caffe's strides (on the 1x1 reduce conv) and ceil-mode max pool: the
+    architecture of the VGGFace2-pytorch release, whose weights use torchvision's key names."""
+    from torchvision.models import resnet50
+
+    ref = resnet50(num_classes=1)  # the 8631-way fc is added as zeros below (it does not reach pool5)
+    ref.maxpool = torch.nn.MaxPool2d(3, 2, 0, ceil_mode=True)
+    for layer in (ref.layer2, ref.layer3, ref.layer4):
+        layer[0].conv1.stride, layer[0].conv2.stride = (2, 2), (1, 1)
+    for m in ref.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics, so a misplaced BN key shows
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.2, 0.2)
+    return ref.eval()
+
+
+def test_resnet50_vggface2_numpy_pickle_release(tmp_path):
+    """resnet50_ft_weight.pkl (a pickle of numpy arrays, torchvision names, BGR input) loads into our layout
+    and gives the reference network's pool5 features on the channel-reversed image."""
+    import pickle
+
+    from models.nets.g2g_nets import VGGFACE2_CLASSES, load_resnet50_vggface2
+
+    torch.manual_seed(0)
+    ref = _caffe_resnet50_reference()
+    arrays = {k: v.numpy() for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+    arrays["fc.weight"] = np.zeros((VGGFACE2_CLASSES, 2048), np.float32)
+    arrays["fc.bias"] = np.zeros(VGGFACE2_CLASSES, np.float32)
+    path = tmp_path / "resnet50_ft_weight.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(arrays, f, protocol=4)  # the release is a Python 2 pickle: see test_weights for that format
+    ours = load_resnet50_vggface2(path)
+    x = torch.randn(2, 3, 64, 64) * 50  # RGB, mean-subtracted 0..255 scale
+    with torch.no_grad():
+        want = torch.nn.Sequential(*list(ref.children())[:-1])(x.flip(1)).flatten(1)
+        torch.testing.assert_close(ours(x), want, rtol=1e-3, atol=1e-3)
+    # a pickle of anything but arrays is refused in one line, without running its code
+    with open(path, "wb") as f:
+        pickle.dump({"conv1.weight": Path("x")}, f, protocol=2)
+    with pytest.raises(ValueError) as err:
+        load_resnet50_vggface2(path)
+    assert str(err.value).startswith(f"{path} is not VGGFace2 resnet50_ft weights") and "\n" not in str(err.value)
+
+
 def test_eval_table_and_baselines(trained, tmp_path):
     _, run = trained
     assert eval_cli.main(["--checkpoint", str(run / ckpt.LATEST), "--out", str(tmp_path)]) == 0
@@ -131,6 +175,33 @@ def test_frozen_resnet50_class_encoder_in_the_method(tmp_path):
     assert "class_enc" not in g.nets and g.class_code(torch.zeros(2, 3, 32, 32)).shape == (2, 2048)
     g.train()  # the frozen encoder stays in eval mode (the original's BN drift is not copied)
     assert not any(mod.training for mod in g.frozen["class_enc"].modules())
+
+
+def test_train_class_encoder_reproduces_the_original_fine_tuning(tmp_path):
+    """model.train_class_encoder=true: the ResNet-50 is in the G optimizer, gets gradients, changes, and its BN
+    runs in train mode (batch statistics, running stats updated), as in the original's Lightning loop."""
+    from core.config import load_config
+    from models import build_method
+    from models.base import StepContext
+    from models.nets.g2g_nets import ResNet50VGGFace2
+
+    path = tmp_path / "resnet50_ft.pth"
+    torch.save(ResNet50VGGFace2().state_dict(), path)
+    over = ["model.class_encoder=resnet50_vggface2", f"model.class_weights={path}", "model.class_input_size=32",
+            "model.nf=8", "model.nfd=8", "model.nf_mlp=16", "model.n_res_blks=1", "model.train_class_encoder=true"]
+    g = build_method(load_config(ROOT / "configs/g2g_synth.yaml", over), torch.device("cpu"))
+    enc = g.nets["class_enc"].net
+    in_opt = {id(p) for group in g.optims["gen"].param_groups for p in group["params"]}
+    assert all(id(p) in in_opt and p.requires_grad for p in enc.parameters())
+    assert enc.training and enc.conv1_7x7_s2_bn.training
+    w0, mean0 = enc.conv1_7x7_s2.weight.clone(), enc.conv1_7x7_s2_bn.running_mean.clone()
+    torch.manual_seed(0)
+    batch = {"pairs": {"image": torch.rand(2, 3, 32, 32) * 2 - 1, "image2": torch.rand(2, 3, 32, 32) * 2 - 1}}
+    g.train_step(batch, 0, StepContext(torch.device("cpu")))
+    assert not torch.equal(enc.conv1_7x7_s2.weight, w0) and not torch.equal(enc.conv1_7x7_s2_bn.running_mean, mean0)
+    frozen = build_method(load_config(ROOT / "configs/g2g_synth.yaml", over[:-1]), torch.device("cpu"))
+    in_opt = {id(p) for group in frozen.optims["gen"].param_groups for p in group["params"]}
+    assert not any(id(p) in in_opt for p in frozen.frozen["class_enc"].parameters())
 
 
 def test_content_norm_option_keeps_or_drops_colour():
@@ -172,7 +243,8 @@ def test_celeba_identity_pairs_train_and_eval(tmp_path):
     args = [a for a in g2g_args(tmp_path, "celeba") if not a.startswith(("--config", "data.cache_dir"))
             and not a.endswith("g2g_synth.yaml")]
     args = ["--config", str(ROOT / "configs/g2g_celeba.yaml"), *args, f"data.root={root}", "data.size=32",
-            "model.class_input_size=null", "model.perceptual=l1", "data.cache=off", "train.steps=2"]
+            "model.class_input_size=null", "model.perceptual=l1", "data.cache=off", "train.steps=2",
+            "eval.identity_judge_kind=small"]  # no judge: the dlib one is tested in test_identity_judge.py
     assert train.main(args) == 0
     from data.identity_pairs import IdentityPairs, labelled_faces
     from core.config import load_config

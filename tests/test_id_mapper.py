@@ -195,3 +195,46 @@ def test_real_attribute_images_on_cross_steps(pipeline, tmp_path):
     cfg.data.real_attr = str(tmp_path / "empty")
     with pytest.raises(ValueError, match="real_attr"):
         IdMapper.datasets(cfg, "train")
+
+
+def test_inception_attr_encoder_feeds_the_range_of_imagenet_weights():
+    """torchvision's ImageNet InceptionV3 runs with transform_input=True: ImageNet-normalised input is mapped
+    to (x01 - 0.5) / 0.5 before the first conv, i.e. [-1, 1] images; ours feeds [-1, 1] images directly
+    (the original: Keras preprocess_input = x / 127.5 - 1)."""
+    from types import SimpleNamespace
+
+    from torchvision.models.inception import Inception3
+
+    from models.nets.id_mapper_nets import InceptionAttrEncoder
+
+    enc = InceptionAttrEncoder().eval()
+    seen = {}
+
+    def stop(_, args):
+        seen["x"] = args[0]
+        raise StopIteration  # the first conv's input is all this test needs
+
+    enc.net.Conv2d_1a_3x3.register_forward_pre_hook(stop)
+    x = torch.rand(2, 3, 299, 299) * 2 - 1
+    x[0] = 0.0  # hand-computed: a mid-grey image (0.5 in [0, 1]) is 0 for the ImageNet weights
+    with pytest.raises(StopIteration):
+        enc(x)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    tv = Inception3._transform_input(SimpleNamespace(transform_input=True), ((x + 1) / 2 - mean) / std)
+    torch.testing.assert_close(seen["x"], tv, atol=1e-6, rtol=0)
+    assert torch.equal(seen["x"][0], torch.zeros(3, 299, 299))
+
+
+def test_landmark_loss_is_in_pixels_of_a_160px_image(pipeline):
+    """The original's landmark net reads the image resized to 160 px; its loss is in pixels of that image."""
+    from core.config import load_config
+    from models import build_method
+    from models.nets.face_small import unit_to_pixels
+
+    g = build_method(load_config(ROOT / "configs/id_synth.yaml", mapper_args(pipeline, "l")[2:]), torch.device("cpu"))
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        ua, ub = g.frozen["landmarks"](a)["landmarks"], g.frozen["landmarks"](b)["landmarks"]
+        torch.testing.assert_close(g.landmarks_px(a) - g.landmarks_px(b),
+                                   unit_to_pixels(ua, 160) - unit_to_pixels(ub, 160), atol=1e-4, rtol=1e-5)

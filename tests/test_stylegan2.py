@@ -219,12 +219,15 @@ def test_loader_errors_are_clear(tmp_path):
         load_generator(save({"g": good["g_ema"]}, "no_ema.pt"))
     missing = dict(good["g_ema"])
     del missing["convs.1.noise.weight"]
-    with pytest.raises(ValueError, match=r"missing 1 keys \(convs.1.noise.weight\)"):
+    with pytest.raises(ValueError, match=r"1 missing keys: convs.1.noise.weight"):
         load_generator(save({"g_ema": missing}, "missing.pt"))
-    with pytest.raises(ValueError, match=r"unexpected 1 keys \(extra.weight\)"):
+    with pytest.raises(ValueError, match=r"1 unexpected keys: extra.weight"):
         load_generator(save({"g_ema": {**good["g_ema"], "extra.weight": torch.zeros(1)}}, "extra.pt"))
     with pytest.raises(ValueError, match="shape mismatch.*conv1.activate.bias"):
         load_generator(save({"g_ema": {**good["g_ema"], "conv1.activate.bias": torch.zeros(7)}}, "shape.pt"))
+    renamed = {("convs.1.noise.w" if k == "convs.1.noise.weight" else k): v for k, v in good["g_ema"].items()}
+    with pytest.raises(ValueError, match=r"1 renamed keys: expected convs.1.noise.weight, found convs.1.noise.w$"):
+        load_generator(save({"g_ema": renamed}, "renamed.pt"))
     with pytest.raises(ValueError, match="not a StyleGAN2 generator"):
         load_generator(save({"g_ema": {"foo": torch.zeros(1)}}, "foreign.pt"))
     bad_avg = {**good, "latent_avg": torch.zeros(5)}

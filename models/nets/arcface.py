@@ -118,18 +118,15 @@ class ArcFaceIdentity(nn.Module):
     """Any (B, 3, H, W) image in [-1, 1] -> L2-normalised embedding of ``backbone``.
 
     Crops ``crop`` = (top, bottom, left, right), given in pixels of a ``crop_ref`` px image and scaled to
-    the input size, then resizes to ``out`` px (bilinear, no antialiasing; ``mode="area"`` averages as the
-    pSp identity loss's adaptive pooling does). The default crop is the pSp/e4e one for FFHQ-aligned
-    256 px StyleGAN images: it keeps the inner face the way ArcFace's 112 px alignment framed it. Other
+    the input size, then area-resizes to ``out`` px: the pSp / e4e identity loss (crop, then
+    ``AdaptiveAvgPool2d(112)``), exactly so at 256 px. The default crop is theirs for FFHQ-aligned 256 px
+    StyleGAN images: it keeps the inner face the way ArcFace's 112 px alignment framed it. Other
     alignments need their own crop; ``crop=None`` uses the whole image.
     """
 
-    def __init__(self, backbone: nn.Module, crop=FFHQ256_CROP, out: int = INPUT_SIZE, crop_ref: int = 256,
-                 mode: str = "bilinear"):
+    def __init__(self, backbone: nn.Module, crop=FFHQ256_CROP, out: int = INPUT_SIZE, crop_ref: int = 256):
         super().__init__()
-        if mode not in ("bilinear", "area"):
-            raise ValueError(f"mode must be bilinear|area, got {mode!r}")
-        self.backbone, self.crop, self.out, self.crop_ref, self.mode = backbone, crop, out, crop_ref, mode
+        self.backbone, self.crop, self.out, self.crop_ref = backbone, crop, out, crop_ref
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """The cropped, resized (B, 3, out, out) backbone input."""
@@ -139,11 +136,7 @@ class ArcFaceIdentity(nn.Module):
             t, b, l, r = crop_box(self.crop, x.shape[2], x.shape[3], self.crop_ref)
             x = x[:, :, t:b, l:r]
         if tuple(x.shape[-2:]) != (self.out, self.out):
-            if self.mode == "area":
-                x = F.adaptive_avg_pool2d(x, self.out)
-            else:
-                x = F.interpolate(x, size=(self.out, self.out), mode="bilinear", align_corners=False,
-                                  antialias=False)
+            x = F.adaptive_avg_pool2d(x, self.out)
         return x
 
     def forward(self, x):

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -223,15 +224,46 @@ class ResNet50VGGFace2(nn.Module):
         return F.adaptive_avg_pool2d(x, 1).flatten(1)  # pool5 (7x7 at 224 px)
 
 
+_TV_BLOCK = re.compile(r"layer(\d)\.(\d+)\.(conv[123]|bn[123]|downsample\.[01])\.(\w+)$")
+_TV_SUFFIX = {"conv1": "1x1_reduce", "conv2": "3x3", "conv3": "1x1_increase", "downsample.0": "1x1_proj"}
+
+
+def from_torchvision_names(state: dict) -> dict:
+    """The VGGFace2-pytorch release of ``resnet50_ft`` (``resnet50_ft_weight.pkl``: torchvision ResNet names,
+    converted from the same Caffe model) in the layout above. Its first conv reads BGR input, as Caffe did,
+    so its input channels are reversed to take RGB; ``fc`` becomes the 1x1 ``classifier``. Other key
+    layouts are returned unchanged (the strict check then names what does not fit)."""
+    if "layer1.0.conv1.weight" not in state:
+        return state
+    out = {}
+    for k, v in state.items():
+        block = _TV_BLOCK.match(k)
+        if block:
+            stage, i, mod, leaf = block.groups()
+            bn = mod.startswith("bn") or mod == "downsample.1"
+            base = _TV_SUFFIX[mod.replace("bn", "conv") if mod.startswith("bn") else mod.replace(".1", ".0")]
+            k = f"conv{int(stage) + 1}_{int(i) + 1}_{base}{'_bn' if bn else ''}.{leaf}"
+        elif k == "conv1.weight":
+            k, v = "conv1_7x7_s2.weight", v.flip(1)
+        elif k.startswith("bn1."):
+            k = "conv1_7x7_s2_bn." + k[len("bn1."):]
+        elif k.startswith("fc."):
+            k, v = "classifier." + k[len("fc."):], (v[:, :, None, None] if v.dim() == 2 else v)
+        out[k] = v
+    return out
+
+
 def load_resnet50_vggface2(path, device="cpu") -> ResNet50VGGFace2:
     """The frozen (eval, no grad) VGGFace2 ResNet-50 from a state_dict file in the layout above (e.g. the
-    public ``resnet50_ft_dag.pth``). Keys must match exactly (BN ``num_batches_tracked`` may be absent)."""
+    public ``resnet50_ft_dag.pth``) or the VGGFace2-pytorch ``resnet50_ft_weight.pkl`` (a pickle of numpy
+    arrays, see :func:`from_torchvision_names`). Keys must match exactly (BN ``num_batches_tracked`` may be
+    absent)."""
     path = Path(path) if path else None
     if path is None or not path.is_file():
         raise FileNotFoundError(f"VGGFace2 ResNet-50 weights not found: {path} (model.class_weights must name the "
                                 "resnet50_ft state_dict, 8631-way classifier included)")
-    net = load_checked(ResNet50VGGFace2(), read_state_dict(path, "VGGFace2 ResNet-50 weights"),
-                       f"{path} (a VGGFace2 resnet50_ft state_dict)")
+    what = "VGGFace2 resnet50_ft weights (resnet50_ft_dag.pth state_dict or resnet50_ft_weight.pkl)"
+    net = load_checked(ResNet50VGGFace2(), from_torchvision_names(read_state_dict(path, what)), f"{path} ({what})")
     return net.to(device).eval().requires_grad_(False)
 
 

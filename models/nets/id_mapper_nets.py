@@ -66,33 +66,29 @@ class SmallAttrEncoder(nn.Module):
 
 
 class InceptionAttrEncoder(nn.Module):
-    """The paper's E_attr: torchvision's InceptionV3 up to the 2048-d pooled features (input resized to 299).
+    """The paper's E_attr: torchvision's InceptionV3 up to the 2048-d pooled features.
 
-    Images in [-1, 1] are mapped to ImageNet normalisation. ``weights`` (optional) is a torchvision
-    ``inception_v3`` ImageNet state_dict (the paper initialises from ImageNet); without it the network
-    starts from random init, since nothing is downloaded here.
+    Images in [-1, 1] are resized to 299 px (bilinear, as ``tf.image.resize``) and fed as they are: the
+    range the ImageNet weights expect (torchvision builds them with ``transform_input=True``, which maps
+    ImageNet-normalised input back to [-1, 1]; the original applies Keras' ``preprocess_input``, x/127.5 - 1).
+    ``weights`` (optional) is a torchvision ``inception_v3`` ImageNet state_dict (the paper initialises from
+    ImageNet); without it the network starts from random init, since nothing is downloaded here.
     """
-
-    MEAN = (0.485, 0.456, 0.406)
-    STD = (0.229, 0.224, 0.225)
 
     def __init__(self, weights: str | None = None):
         super().__init__()
         from torchvision.models import inception_v3
 
-        net = inception_v3(weights=None, aux_logits=False, init_weights=True)
+        net = inception_v3(weights=None, aux_logits=False, init_weights=not weights)
         net.fc = nn.Identity()
         if weights:
             state = read_state_dict(weights, "inception_v3 weights")
             state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}
             load_checked(net, state, f"{weights} (torchvision's inception_v3 state_dict)")
         self.net, self.dim = net, 2048
-        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x):
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-        return self.net(((x + 1) / 2 - self.mean) / self.std)
+        return self.net(F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False))
 
 
 def build_attr_encoder(m, size: int) -> nn.Module:

@@ -429,18 +429,11 @@ def infer_generator_hparams(sd: dict) -> dict:
 
 
 def load_state_strict(module: nn.Module, sd: dict, where: str) -> None:
-    """``load_state_dict(strict=True)`` with messages naming the first missing/unexpected/mismatched keys."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        parts = ([f"missing {len(missing)} keys ({_first(missing)})"] if missing else []) + \
-                ([f"unexpected {len(unexpected)} keys ({_first(unexpected)})"] if unexpected else [])
-        raise ValueError(f"{where}: state_dict does not match the StyleGAN2 layout: {'; '.join(parts)}")
-    bad = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
-           for k, v in own.items() if tuple(sd[k].shape) != tuple(v.shape)]
-    if bad:
-        raise ValueError(f"{where}: shape mismatch in {len(bad)} tensors: {_first(bad, 3)}")
+    """``load_state_dict(strict=True)`` after :func:`models.nets.weights.check_state_dict` (one-line errors
+    naming renamed, missing and unexpected keys and shape mismatches)."""
+    from models.nets.weights import check_state_dict
+
+    check_state_dict(module.state_dict(), sd, f"{where}: the state_dict")
     module.load_state_dict(sd, strict=True)
 
 
@@ -492,7 +485,9 @@ def load_generator(path, device="cpu") -> tuple[Generator, torch.Tensor]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise ValueError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {e})") from None
+        from models.nets.weights import one_line
+
+        raise ValueError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {one_line(e)})") from None
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: expected a dict with 'g_ema', got a {type(payload).__name__}")
     if payload.get("format") == FORMAT:

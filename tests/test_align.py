@@ -1,0 +1,180 @@
+"""Face alignment (data/align.py, preprocess.py --align): the presets' geometry on drawn points, then real
+photos with dlib's landmarks (the optional face extras): re-detected landmarks land on the preset's template;
+a folder with a non-image, a face-less photo and a two-face photo is processed with its report."""
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import preprocess
+from data.align import (CELEBA_TEMPLATE, PRESETS, align, apply_affine, ffhq_affine, fit_similarity, key_points,
+                        template)
+from tests.real_photos import astronaut, grace_hopper, need_dlib, no_face, sdist_photo, side_by_side
+
+
+def _face(cx, cy, d, angle) -> np.ndarray:
+    """68 points whose eyes, nose tip and mouth corners sit at a face of eye distance ``d``, turned by ``angle``."""
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    parts = {"le": (-0.5, 0), "re": (0.5, 0), "nose": (0, 0.55), "ml": (-0.4, 1.0), "mr": (0.4, 1.0)}
+    p = {k: np.array([cx, cy]) + rot @ (np.array(v) * d) for k, v in parts.items()}
+    lm = np.zeros((68, 2))
+    lm[36:42], lm[42:48], lm[30], lm[48], lm[54] = p["le"], p["re"], p["nose"], p["ml"], p["mr"]
+    return lm
+
+
+def _spots(w, h, points, sigma) -> Image.Image:
+    """Black photo with a Gaussian spot (peak 255) at each point."""
+    a = np.zeros((h, w))
+    r = int(4 * sigma)
+    for x, y in points:
+        x0, y0 = int(x) - r, int(y) - r
+        yy, xx = np.mgrid[max(y0, 0):min(y0 + 2 * r, h), max(x0, 0):min(x0 + 2 * r, w)]
+        a[yy, xx] += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+    return Image.fromarray(np.uint8(np.clip(a * 255, 0, 255))).convert("RGB")
+
+
+def _centroids(img, guesses, radius) -> np.ndarray:
+    g = img[..., 0].astype(np.float64)
+    yy, xx = np.mgrid[:g.shape[0], :g.shape[1]]
+    out = []
+    for x, y in guesses:
+        m = ((xx - x) ** 2 + (yy - y) ** 2 < radius ** 2) * g
+        out.append([(m * xx).sum() / m.sum(), (m * yy).sum() / m.sum()])
+    return np.array(out)
+
+
+def test_similarity_fit_recovers_a_known_map_and_least_squares():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 200, (5, 2))
+    s, t = 0.7, np.deg2rad(20)
+    true = np.array([[s * np.cos(t), -s * np.sin(t), 12.0], [s * np.sin(t), s * np.cos(t), -30.0]])
+    assert np.allclose(fit_similarity(src, apply_affine(true, src)), true)
+    # noisy targets: the residual is orthogonal to every direction of the similarity family (normal equations)
+    dst = apply_affine(true, src) + rng.normal(0, 2, src.shape)
+    A = fit_similarity(src, dst)
+    r = (apply_affine(A, src) - dst).reshape(-1)
+    basis = [np.column_stack([src[:, 0], src[:, 1]]), np.column_stack([-src[:, 1], src[:, 0]]),
+             np.tile([1.0, 0.0], (5, 1)), np.tile([0.0, 1.0], (5, 1))]
+    assert all(abs(r @ b.reshape(-1)) < 1e-8 for b in basis)
+
+
+def test_similarity_fit_matches_scikit_image():
+    transform = pytest.importorskip("skimage.transform", reason="scikit-image (a face extra) is not installed")
+    rng = np.random.default_rng(1)
+    src, dst = rng.uniform(0, 200, (5, 2)), rng.uniform(0, 112, (5, 2))
+    cls = transform.SimilarityTransform
+    if hasattr(cls, "from_estimate"):  # scikit-image >= 0.26
+        ref = cls.from_estimate(src, dst)
+    else:
+        ref = cls()
+        ref.estimate(src, dst)
+    assert np.allclose(fit_similarity(src, dst), ref.params[:2], atol=1e-6)
+
+
+def test_ffhq_quad_of_an_upright_face_by_hand():
+    # eyes (80, 100), (120, 100), mouth corners (85, 140), (115, 140): eye_to_eye (40, 0), eye_to_mouth (0, 40);
+    # x = (40, 0) - rot90(0, 40) = (80, 0), length max(2*40, 1.8*40) = 80; centre (100, 104); side 160 px
+    lm = np.zeros((68, 2))
+    lm[36:42], lm[42:48], lm[48], lm[54], lm[30] = (80, 100), (120, 100), (85, 140), (115, 140), (100, 120)
+    A = ffhq_affine(lm, 256)
+    assert np.allclose(A, [[256 / 160, 0, 128 - 100 * 256 / 160 - 0.5], [0, 256 / 160, 128 - 104 * 256 / 160 - 0.5]])
+    assert np.allclose(apply_affine(A, [[20, 24], [180, 184]]), [[-0.5, -0.5], [255.5, 255.5]])  # quad corners
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("w,h,where,d,angle,sigma", [
+    (800, 600, (0.45, 0.4), 120, 0.2, 6),      # inside the photo
+    (300, 260, (0.15, 0.2), 60, -0.3, 3),      # near the corner: padding (ffhq: reflect + blur; celeba: edge)
+    (1600, 1200, (0.5, 0.5), 300, 0.1, 15),    # large photo: shrunk first
+])
+def test_presets_put_points_where_their_affine_says(preset, w, h, where, d, angle, sigma):
+    """Bright spots drawn at the key points come out where the returned affine maps them, and that affine
+    follows the preset's rule (template fit, FFHQ quad)."""
+    lm = _face(w * where[0], h * where[1], d, angle)
+    pts = key_points(preset, lm)
+    out, A = align(_spots(w, h, pts, sigma), lm, preset)
+    assert out.shape == {"ffhq": (256, 256, 3), "celeba": (218, 178, 3), "arcface": (112, 112, 3)}[preset]
+    want = apply_affine(A, pts)
+    scale = np.sqrt(abs(np.linalg.det(A[:, :2])))
+    got = _centroids(out, want, max(3.0, 3 * sigma * scale))
+    assert np.abs(got - want).max() < 0.3
+    if preset == "ffhq":
+        assert np.allclose(A, ffhq_affine(lm, 256))
+    else:
+        assert np.allclose(A, fit_similarity(pts, template(preset, out.shape[1])))
+
+
+def test_celeba_size_scales_the_frame():
+    lm = _face(200, 200, 80, 0.0)
+    img = Image.new("RGB", (400, 400), (90, 120, 150))
+    out, A = align(img, lm, "celeba", 356)
+    assert out.shape == (436, 356, 3) and np.allclose(out, (90, 120, 150))  # replicated edges: no black
+    assert np.allclose(template("celeba", 356), (CELEBA_TEMPLATE + 0.5) * 2 - 0.5)
+
+
+# -- real photos, dlib landmarks ---------------------------------------------------------------------------
+
+TOLERANCE = {"ffhq": 3.0, "celeba": 4.0, "arcface": 8.0}  # px; arcface: the 5-point fit's own residual
+# (on the astronaut's and Obama's broad smiles the mouth corners are 6-8 px off insightface's template)
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "grace_hopper", "obama3"])
+def test_real_photos_land_on_each_template(photo):
+    """Align with each preset, detect the landmarks again on the output: they sit where the alignment's map
+    put the photo's landmarks (< 3 px) and on the preset's template (celeba eyes and mouth within 4 px;
+    arcface's five points, which a similarity cannot all fit, within 8 px, the eyes within 5 px)."""
+    need_dlib()
+    from data.dlib_faces import detect
+
+    img = {"astronaut": astronaut, "grace_hopper": grace_hopper, "obama3": lambda: sdist_photo("obama3")}[photo]()
+    face = detect(img)[0]
+    for preset in PRESETS:
+        out, A = align(Image.fromarray(img), face.landmarks, preset)
+        again = detect(out, min_side=10 ** 6, threshold=0.0)  # one face, tightly cropped: upsample, any score
+        assert len(again) >= 1, preset
+        found = key_points(preset, again[0].landmarks)
+        err_map = np.linalg.norm(found - apply_affine(A, key_points(preset, face.landmarks)), axis=1)
+        err_tpl = np.linalg.norm(found - template(preset, out.shape[1], face.landmarks), axis=1)
+        assert err_map.max() < 3.0, (preset, err_map)
+        assert err_tpl.max() < TOLERANCE[preset], (preset, err_tpl)
+        if preset == "arcface":
+            assert err_tpl[:2].max() < 5.0, err_tpl  # the eyes; a broad smile moves the mouth corners
+
+
+def test_align_folder_reports_every_problem_and_goes_on(tmp_path, capsys):
+    need_dlib()
+    photos, out = tmp_path / "photos", tmp_path / "aligned"
+    (photos / "trip").mkdir(parents=True)
+    Image.fromarray(astronaut()).save(photos / "trip" / "astronaut.jpg")
+    Image.fromarray(no_face()).save(photos / "coffee.jpg")
+    Image.fromarray(side_by_side(grace_hopper(), astronaut())).save(photos / "two.png")
+    (photos / "notes.txt").write_text("not a photo\n")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (photos / ".hidden.jpg").write_bytes(b"skipped")
+    assert preprocess.main(["--align", "celeba", "--images", str(photos), "--out", str(out)]) == 1
+    report = (out / "align_report.txt").read_text().splitlines()
+    assert report[:-1] == ["broken.jpg: unreadable: cannot identify image file", "coffee.jpg: no face",
+                           "notes.txt: unreadable: cannot identify image file", "two.png: 2 faces, kept the largest"]
+    assert report[-1] == "5 files: 2 aligned (celeba, 178 px), 3 failed"
+    assert "coffee.jpg: no face" in capsys.readouterr().out
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["trip/astronaut.png", "two.png"]
+    with Image.open(out / "two.png") as im:
+        assert im.size == (178, 218)
+    # --all: every face; a folder of good photos exits 0
+    good = tmp_path / "good"
+    good.mkdir()
+    Image.fromarray(side_by_side(grace_hopper(), astronaut())).save(good / "two.png")
+    assert preprocess.main(["--align", "arcface", "--all", "--images", str(good), "--out", str(tmp_path / "o2"),
+                            "--size", "64"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o2").glob("*.png")) == ["two_0.png", "two_1.png"]
+    assert (tmp_path / "o2" / "align_report.txt").read_text().splitlines()[0] == "two.png: 2 faces, wrote all"
+
+
+def test_missing_extras_is_one_line_naming_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
+    (tmp_path / "p").mkdir()
+    assert preprocess.main(["--align", "ffhq", "--images", str(tmp_path / "p"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: face alignment needs the optional face extras")
+    assert "pip install -r requirements-faces.txt" in err and not (tmp_path / "o").exists()
