@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from core.cli import clear_errors, one_line, user_errors
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,7 +56,7 @@ class EvalError(Exception):
 
     def __init__(self, message: str, code: int):
         super().__init__(message)
-        self.code = code
+        self.code = self.exit_code = code
 
 
 def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=False, weights=()):
@@ -62,7 +64,7 @@ def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=
     import torch
 
     from core import checkpoint as ckpt
-    from core.config import ConfigError, load_config
+    from core.config import load_config
     from core.loop import pick_device, seed_everything
     from metrics.tables import write_metrics
     from models import build_method, weights_overrides
@@ -71,8 +73,8 @@ def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=
         state = ckpt.load(checkpoint)
         overrides = [*overrides, *weights_overrides(state["config"].get("method"), weights)]
         cfg = load_config(config, overrides, base=state["config"])
-    except (ckpt.CheckpointError, ConfigError, ValueError) as e:
-        raise EvalError(str(e), 2) from None
+    except user_errors() as e:
+        raise EvalError(one_line(e), 2) from None
     table = evaluators().get(cfg.method)
     if table is None:
         raise EvalError(f"no evaluation for method {cfg.method!r}", 2)
@@ -84,8 +86,8 @@ def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=
         out = Path(out) if out else Path(checkpoint).parent / f"eval-{state['step']:07d}"
         with torch.no_grad():
             rows = table(method, cfg, out, use_ema=cfg.eval.use_ema and not no_ema)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
-        raise EvalError(str(e), 1) from None
+    except user_errors() as e:
+        raise EvalError(one_line(e), 1) from None
     md, js = write_metrics(out, "metrics", rows)
     return rows, state, out, md, js
 
@@ -158,6 +160,7 @@ def table_main(args) -> int:
     return 0
 
 
+@clear_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.table is not None:

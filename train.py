@@ -1,12 +1,18 @@
 """Train a method: ``python train.py --config configs/synth_glasses.yaml [key=value ...]``.
 
 Multi-GPU / multi-node: ``torchrun --nproc_per_node N train.py --config ...`` (gloo on CPU, NCCL on CUDA).
+
+Exit status: 0 finished; 2 bad config or arguments; 1 the run failed (one ``error:`` line; a first attempt that
+saved no checkpoint leaves no run folder behind); 143 / 130 stopped by SIGTERM / SIGINT after saving a
+checkpoint (continue with ``--resume auto``).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from core.cli import clear_errors, report, user_errors
 
 
 def parse_args(argv=None):
@@ -27,19 +33,16 @@ def parse_args(argv=None):
     return args
 
 
+@clear_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.config import ConfigError, load_config
+    from core.config import load_config
 
     from models import weights_overrides
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        if args.weights:  # the method (hence its weight keys) is known once the config is read
-            cfg = load_config(args.config, [*args.overrides, *weights_overrides(cfg.method, args.weights)])
-    except (ConfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.overrides)  # bad config: one error line, exit status 2
+    if args.weights:  # the method (hence its weight keys) is known once the config is read
+        cfg = load_config(args.config, [*args.overrides, *weights_overrides(cfg.method, args.weights)])
     if cfg.run.name is None:
         cfg.run.name = Path(args.config).stem
     if args.dry_run:
@@ -55,9 +58,8 @@ def main(argv=None) -> int:
         run_dir = train(cfg, resume=args.resume, init=args.init, force=args.force)
         if dist.rank() == 0:
             print(f"run folder: {run_dir}")
-    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except user_errors() as e:  # the run failed (a stop by signal: 128 + its number)
+        return report(e, getattr(e, "exit_code", 1))
     finally:
         dist.cleanup()
     return 0

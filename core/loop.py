@@ -22,14 +22,23 @@ from tqdm import tqdm
 
 from core import checkpoint as ckpt
 from core import dist
+from core.cli import RunError
 from core.config import dump_config
 from data.sampler import images_to_float, make_stream
 from models import build_method
 from models.base import StepContext
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError):
     """A loss became NaN or infinite; training stops and the last good checkpoint is kept."""
+
+
+class RunStopped(RunError):
+    """SIGTERM/SIGINT stopped the run after saving a checkpoint; exit status 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 def pick_device(kind: str, local_rank: int = 0) -> torch.device:
@@ -37,7 +46,7 @@ def pick_device(kind: str, local_rank: int = 0) -> torch.device:
         kind = "cuda" if torch.cuda.is_available() else "cpu"
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was requested but CUDA is not available; use device=cpu or auto")
+            raise RunError("device=cuda was requested but CUDA is not available; use device=cpu or auto")
         return torch.device("cuda", local_rank)
     if kind != "cpu":
         raise ValueError(f"device must be auto|cpu|cuda, got {kind!r}")
@@ -87,6 +96,7 @@ class _StopFlag:
 
     def __init__(self):
         self.set = False
+        self.signum = None
         self._old = {}
 
     def __enter__(self):
@@ -100,7 +110,7 @@ class _StopFlag:
     def _handle(self, signum, frame):
         if self.set:  # second signal: give up immediately
             raise KeyboardInterrupt
-        self.set = True
+        self.set, self.signum = True, signum
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -126,16 +136,47 @@ def save_checkpoint(method, ctx, cfg, step, images, run_dir, snapshot=False) -> 
     return path
 
 
-def prepare_run_dir(cfg, resume: str | None, force: bool) -> Path:
-    run_dir = Path(cfg.run.dir) / cfg.run.name
+class RunFolderError(RunError):
+    """The run folder cannot be used as asked (it holds a checkpoint, or is not a folder)."""
+
+
+def prepare_run_dir(cfg, resume: str | None, force: bool) -> tuple[Path, bool]:
+    """``(run folder, whether this call created it)``."""
+    run_dir = Path(cfg.run.dir) / str(cfg.run.name)
+    created = False
     if dist.rank() == 0:
         if resume is None and ckpt.find_latest(run_dir) and not force:
-            raise FileExistsError(
+            raise RunFolderError(
                 f"{run_dir} already holds a checkpoint; continue it with --resume auto, "
                 f"start over with --force, or pick another run.name=...")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunFolderError(f"run folder {run_dir} exists and is not a folder")
+        created = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
     dist.barrier()
-    return run_dir
+    return run_dir, created
+
+
+RUN_FILES = ("config.yaml", "meta.json", "stats.jsonl", "tensorboard", "grids")
+
+
+def remove_unfinished(run_dir: Path) -> None:
+    """Delete what a failed first attempt wrote into the run folder it created (no checkpoint was saved),
+    so no later command mistakes it for a run; anything else in it is left, and then the folder too."""
+    import shutil
+
+    for name in RUN_FILES:
+        p = run_dir / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink(missing_ok=True)
+    for tmp in run_dir.glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:  # something else is in it: keep
+        pass
 
 
 def train(cfg, resume: str | None = None, init: str | None = None, force: bool = False) -> Path:
@@ -143,8 +184,16 @@ def train(cfg, resume: str | None = None, init: str | None = None, force: bool =
     rank, world, local_rank = dist.init_distributed("cuda" if pick_device(cfg.device).type == "cuda" else "cpu")
     device = pick_device(cfg.device, local_rank)
     seed_everything(cfg.seed + rank)
-    run_dir = prepare_run_dir(cfg, resume, force)
+    run_dir, created = prepare_run_dir(cfg, resume, force)
+    try:
+        return _train(cfg, resume, init, run_dir, rank, world, device)
+    except BaseException:
+        if created and ckpt.find_latest(run_dir) is None:
+            remove_unfinished(run_dir)
+        raise
 
+
+def _train(cfg, resume, init, run_dir: Path, rank: int, world: int, device: torch.device) -> Path:
     method = build_method(cfg, device)
     if cfg.channels_last and device.type == "cuda":
         to_channels_last(method)
@@ -236,9 +285,9 @@ def train(cfg, resume: str | None = None, init: str | None = None, force: bool =
                 if step % cfg.train.ckpt_every == 0 or step == total or snap or stop.set:
                     save_checkpoint(method, ctx, cfg, step, images, run_dir, snapshot=bool(snap))
                 if stop.set:
-                    if rank == 0:
-                        tqdm.write(f"stopped by signal at step {step}; checkpoint saved in {run_dir}")
-                    break
+                    name = signal.Signals(stop.signum).name
+                    raise RunStopped(f"stopped by {name} at step {step} of {total}; checkpoint saved in {run_dir}; "
+                                     "continue with the same command plus --resume auto", stop.signum)
     finally:
         bar.close()
         if writer is not None:
