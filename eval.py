@@ -21,6 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+from core.cli import clear_errors, one_line, user_errors
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,28 +53,26 @@ class EvalError(Exception):
 
     def __init__(self, message: str, code: int):
         super().__init__(message)
-        self.code = code
+        self.code = self.exit_code = code
 
 
 def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=False, weights=()):
     """Evaluate one checkpoint; writes grids + metrics.md/json. Returns (rows, state, out_dir, md, json)."""
     import evaluation
-    from core import checkpoint as ckpt
-    from core.config import ConfigError
     from core.runtime import seed_everything
     from metrics.tables import write_metrics
     from models import load_method
 
     try:
         method, cfg, state = load_method(checkpoint, overrides, config, weights)
-    except (ckpt.CheckpointError, ConfigError, ValueError) as e:
-        raise EvalError(str(e), 2) from None
+    except user_errors() as e:
+        raise EvalError(one_line(e), 2) from None
     seed_everything(cfg.seed)
     try:
         out = Path(out) if out else Path(checkpoint).parent / f"eval-{state['step']:07d}"
         rows = evaluation.evaluate(method, cfg, out, use_ema=cfg.eval.use_ema and not no_ema)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
-        raise EvalError(str(e), 1) from None
+    except user_errors() as e:
+        raise EvalError(one_line(e), 1) from None
     md, js = write_metrics(out, "metrics", rows)
     return rows, state, out, md, js
 
@@ -80,8 +80,7 @@ def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=
 def leaderboard_main(args) -> int:
     """``--leaderboard TASK --runs ...``: every run re-evaluated on one common test set, ranked per column."""
     from core import checkpoint as ckpt
-    from core.config import ConfigError
-    from evaluation.leaderboard import LeaderboardError, leaderboard, write
+    from evaluation.leaderboard import leaderboard, write
     from models import load_method
 
     run_dirs = [r for r in args.runs if not _is_override(r)]
@@ -100,8 +99,8 @@ def leaderboard_main(args) -> int:
         judges = {k: v for k, v in (("identity_judge", args.identity_judge),
                                     ("analysis_judge", args.analysis_judge)) if v}
         board = leaderboard(args.leaderboard, runs, args.pairs, args.size, **judges)
-    except (ckpt.CheckpointError, ConfigError, LeaderboardError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except user_errors() as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     out = write(board, Path(args.out) if args.out else paths[0].parent.parent / "leaderboards")
     print(out["md"].read_text(), end="")
@@ -177,6 +176,7 @@ def table_main(args) -> int:
     return 0
 
 
+@clear_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.table is not None and args.leaderboard is not None:

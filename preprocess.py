@@ -17,8 +17,9 @@ import os
 import sys
 from pathlib import Path
 
+from core.cli import clear_errors, report
 from data.align import PRESETS as ALIGN_PRESETS
-from data.attributes import PRESET_ALIASES, PRESETS, resolve
+from data.attributes import PRESET_ALIASES, PRESETS, check_preset, resolve
 from data.cache import PathLoader, build_cache, cache_name, check_cache, fingerprint, path_keys
 from data.celeba import read_celeba, split_domains
 from data.folders import DatasetLayoutError, list_domain
@@ -69,7 +70,7 @@ def celeba_domains(args) -> tuple[dict[str, list[Path]], dict]:
         raise DatasetLayoutError("give --preset or --attributes, not both")
     if args.attributes_b and not args.attributes:
         raise DatasetLayoutError("--attributes-b needs --attributes (a preset defines B itself)")
-    rule_a, rule_b, label = resolve(args.attributes or args.preset or "glasses", args.attributes_b)
+    rule_a, rule_b, label = resolve(args.attributes or check_preset(args.preset or "glasses"), args.attributes_b)
     table = read_celeba(args.celeba)
     rows = split_domains(table, rule_a, rule_b, args.split, args.num_test)
     domains = {k: table.paths(v) for k, v in rows.items()}
@@ -109,6 +110,7 @@ def align_photos(args) -> int:
     return 1 if failed else 0
 
 
+@clear_errors  # any other bad input (unreadable, unwritable, non-UTF-8 files) also ends in one error line
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,6 +149,8 @@ def main(argv=None) -> int:
         if args.size <= 0 or args.num_test <= 0:
             raise DatasetLayoutError("--size and --num-test must be positive")
         crop = (178 if args.celeba else None) if args.crop is None else (args.crop or None)
+        if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+            raise DatasetLayoutError(f"--out {args.out} exists and is not a folder")
         domains, info = celeba_domains(args) if args.celeba else folder_domains(args)
         print(_summary(domains))
         if args.dry_run:
@@ -177,8 +181,7 @@ def main(argv=None) -> int:
                             workers=args.workers, progress=True, resample=f)
                 print(f"cache {base}.u8: {len(paths)} images at {args.size}px")
     except DatasetLayoutError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     return 0
 
 

@@ -1,12 +1,18 @@
 """Train a method: ``python train.py --config configs/synth_glasses.yaml [key=value ...]``.
 
 Multi-GPU / multi-node: ``torchrun --nproc_per_node N train.py --config ...`` (gloo on CPU, NCCL on CUDA).
+
+Exit status: 0 finished; 2 bad config or arguments; 1 the run failed (one ``error:`` line; a first attempt that
+saved no checkpoint leaves no run folder behind); 143 / 130 stopped by SIGTERM / SIGINT after saving a
+checkpoint (continue with ``--resume auto``).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from core.cli import clear_errors, report, user_errors
 
 
 def parse_args(argv=None):
@@ -40,19 +46,16 @@ def training_hooks(method, cfg):
                          metric, mode)
 
 
+@clear_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.config import ConfigError, load_config
+    from core.config import load_config
 
     from models import weights_overrides
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        if args.weights:  # the method (hence its weight keys) is known once the config is read
-            cfg = load_config(args.config, [*args.overrides, *weights_overrides(cfg.method, args.weights)])
-    except (ConfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.overrides)  # bad config: one error line, exit status 2
+    if args.weights:  # the method (hence its weight keys) is known once the config is read
+        cfg = load_config(args.config, [*args.overrides, *weights_overrides(cfg.method, args.weights)])
     if cfg.run.name is None:
         cfg.run.name = Path(args.config).stem
     if args.dry_run:
@@ -61,29 +64,26 @@ def main(argv=None) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
 
+    from core import checkpoint as ckpt
     from core import dist
-    from core.trainer import Trainer, setup
+    from core.trainer import Trainer, remove_unfinished, setup
     from models import build_method
 
     try:
-        device, run_dir = setup(cfg, resume=args.resume, force=args.force)
-        method = build_method(cfg, device)
-        trainer = Trainer(method, cfg, run_dir, training_hooks(method, cfg))
-        trainer.resume_or_init(args.resume, args.init)
-        trainer.run()
-        if trainer.stop_signal:  # an unfinished run must not look finished to `train.py ... && eval.py ...`
-            import signal
-
-            if dist.rank() == 0:
-                print(f"stopped by {trainer.stop_signal} at step {trainer.step} of {cfg.train.steps}; checkpoint "
-                      f"saved in {run_dir}. Continue with: python train.py --config {args.config} --resume auto",
-                      file=sys.stderr)
-            return 128 + int(getattr(signal, trainer.stop_signal))
+        device, run_dir, created = setup(cfg, resume=args.resume, force=args.force)
+        try:
+            method = build_method(cfg, device)
+            trainer = Trainer(method, cfg, run_dir, training_hooks(method, cfg))
+            trainer.resume_or_init(args.resume, args.init)
+            trainer.run()  # a stop by signal raises RunStopped (exit status 128 + its number)
+        except BaseException:
+            if created and ckpt.find_latest(run_dir) is None:
+                remove_unfinished(run_dir)  # a failed first attempt leaves nothing that looks like a run
+            raise
         if dist.rank() == 0:
             print(f"run folder: {run_dir}")
-    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except user_errors() as e:  # the run failed (a stop by signal: 128 + its number)
+        return report(e, getattr(e, "exit_code", 1))
     finally:
         dist.cleanup()
     return 0

@@ -6,7 +6,8 @@ Resolution order, later wins:
   3. the experiment file(s)                may only set keys that 1+2 define (``_base_`` chains allowed)
   4. ``a.b.c=value`` overrides             same rule; values parsed with ``yaml.safe_load``
 
-An unknown key anywhere in 3 or 4 is an error that names the closest valid key.
+An unknown key anywhere in 3 or 4 is an error that names the closest valid key. Keys listed in ``CHOICES``
+take one of fixed words and boolean keys take true/false; anything else is an error naming where it came from.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from core.cli import read_utf8
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # where ``<method>.yaml`` (a method's ``model:`` keys and defaults) is looked up, in order; a method defined
 # outside the repo (e.g. a test's toy method) adds its folder here
@@ -25,6 +28,47 @@ METHOD_CONFIG_DIRS: list[Path] = [CONFIG_DIR / "methods"]
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
+
+
+# Keys whose value is one of fixed words (their YAML comments list the same words; a test checks both).
+# YAML 1.1 reads off/on/yes/no as booleans, in a file and on the command line alike; such a boolean is
+# taken back as the word when the key offers it (``data.cache: off`` -> "off").
+CHOICES = {
+    "device": ("auto", "cpu", "cuda"),
+    "amp": ("none", "bf16", "fp16"),
+    "data.cache": ("auto", "build", "require", "off"),
+    "data.split_rule": ("first-n", "official"),
+    "data.resize_filter": ("bilinear", "bicubic"),
+    "model.norm": ("instance", "batch", "none"),
+    "model.recon": ("mse", "l1"),
+    "model.confusion_target": ("b", "flip", "half"),
+    "model.lr_schedule": ("cosine", "constant"),
+    "model.class_encoder": ("resnet50_vggface2", "small", "face_nets"),
+    "model.content_norm": ("in", "none"),
+    "model.gan_mode": ("lsgan", "vanilla"),
+    "model.perceptual": ("vgg16", "l1"),
+    "model.identity": ("ir_se50", "small"),
+    "model.noise_mode": ("const", "random", "none"),
+    "model.attr_encoder": ("inception_v3", "small"),
+    "model.id_loss": ("l1", "cosine"),
+    "model.pixel_mask": ("gaussian", "uniform"),
+    "model.phase": ("ae", "disentangle", "joint"),
+    "eval.identity_judge_kind": ("small", "ir_se50", "dlib"),
+    "eval.features": ("inception", "face_identity"),
+}
+_BOOL_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}
+
+
+def check_choice(key: str, value, origin: str):
+    """``value`` of a ``CHOICES`` key, a YAML boolean turned back into its word; ConfigError if not listed."""
+    choices = CHOICES[key]
+    if isinstance(value, bool):
+        value = next((w for w in _BOOL_WORDS[value] if w in choices), value)
+    if value not in choices:
+        shown = f"{str(value).lower()} (YAML reads off/no/on/yes as booleans)" if isinstance(value, bool) \
+            else repr(value)
+        raise ConfigError(f"config key {key!r} (from {origin}) must be one of {' | '.join(choices)}, got {shown}")
+    return value
 
 
 class Config(dict):
@@ -55,11 +99,12 @@ def _to_config(d):
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    try:
+        data = yaml.safe_load(read_utf8(path, ConfigError)) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{at}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
@@ -98,7 +143,9 @@ def merge_strict(schema: dict, update: dict, origin: str, prefix: str = "", root
                 raise ConfigError(f"config key {full!r} (from {origin}) is a section; give its sub-keys, not {v!r}")
             merge_strict(schema[k], v, origin, full + ".", root)
         else:
-            schema[k] = copy.deepcopy(v)
+            if isinstance(schema[k], bool) and not isinstance(v, bool):
+                raise ConfigError(f"config key {full!r} (from {origin}) must be true or false, got {v!r}")
+            schema[k] = check_choice(full, v, origin) if full in CHOICES else copy.deepcopy(v)
 
 
 def merge_open(base: dict, update: dict) -> None:
@@ -183,6 +230,13 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         if base is not None and "method" in d and d["method"] != schema["method"]:
             raise ConfigError(f"{origin}: cannot change method of a saved run ({schema['method']} -> {d['method']})")
         merge_strict(schema, d, origin)
+    for key in CHOICES:  # defaults and saved configs (runs saved before a value was checked)
+        *parents, leaf = key.split(".")
+        node = schema
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = check_choice(key, node[leaf], "the saved run's config" if base is not None else "the schema")
     return _to_config(schema)
 
 

@@ -13,11 +13,12 @@ import time
 
 from core import checkpoint as ckpt
 from core import dist
+from core.cli import RunError
 from core.figures import image_grid, save_png
 from core.runtime import preserved_rng, to_device
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError):
     """A loss became NaN or infinite; training stops and the last good checkpoint is kept."""
 
 

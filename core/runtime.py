@@ -18,7 +18,9 @@ def pick_device(kind: str, local_rank: int = 0) -> torch.device:
         kind = "cuda" if torch.cuda.is_available() else "cpu"
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was requested but CUDA is not available; use device=cpu or auto")
+            from core.cli import RunError
+
+            raise RunError("device=cuda was requested but CUDA is not available; use device=cpu or auto")
         return torch.device("cuda", local_rank)
     if kind != "cpu":
         raise ValueError(f"device must be auto|cpu|cuda, got {kind!r}")

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from core import checkpoint as ckpt
 from core import dist
+from core.cli import RunError
 from core.config import dump_config
 from core.hooks import default_hooks
 from core.runtime import pick_device, run_metadata, seed_everything, to_channels_last, to_device
@@ -25,24 +26,65 @@ from core.step import StepContext
 from data.sampler import make_stream
 
 
-def prepare_run_dir(cfg, resume: str | None, force: bool) -> Path:
-    run_dir = Path(cfg.run.dir) / cfg.run.name
+class RunFolderError(RunError):
+    """The run folder cannot be used as asked (it holds a checkpoint, or is not a folder)."""
+
+
+class RunStopped(RunError):
+    """SIGTERM/SIGINT stopped the run after saving a checkpoint; exit status 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+def prepare_run_dir(cfg, resume: str | None, force: bool) -> tuple[Path, bool]:
+    """``(run folder, whether this call created it)``."""
+    run_dir = Path(cfg.run.dir) / str(cfg.run.name)
+    created = False
     if dist.rank() == 0:
         if resume is None and ckpt.find_latest(run_dir) and not force:
-            raise FileExistsError(
+            raise RunFolderError(
                 f"{run_dir} already holds a checkpoint; continue it with --resume auto, "
                 f"start over with --force, or pick another run.name=...")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunFolderError(f"run folder {run_dir} exists and is not a folder")
+        created = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
     dist.barrier()
-    return run_dir
+    return run_dir, created
 
 
-def setup(cfg, resume: str | None = None, force: bool = False) -> tuple[torch.device, Path]:
-    """Process group, device, seeds (``cfg.seed + rank``) and run folder; call before building the method."""
+RUN_FILES = ("config.yaml", "meta.json", "stats.jsonl", "tensorboard", "grids")
+
+
+def remove_unfinished(run_dir: Path) -> None:
+    """Delete what a failed first attempt wrote into the run folder it created (no checkpoint was saved),
+    so no later command mistakes it for a run; anything else in it is left, and then the folder too."""
+    import shutil
+
+    for name in RUN_FILES:
+        p = run_dir / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink(missing_ok=True)
+    for tmp in run_dir.glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:  # something else is in it: keep
+        pass
+
+
+def setup(cfg, resume: str | None = None, force: bool = False) -> tuple[torch.device, Path, bool]:
+    """Process group, device, seeds (``cfg.seed + rank``) and run folder; call before building the method.
+    Returns ``(device, run folder, whether this call created the folder)``."""
     _, _, local_rank = dist.init_distributed("cuda" if pick_device(cfg.device).type == "cuda" else "cpu")
     device = pick_device(cfg.device, local_rank)
     seed_everything(cfg.seed + dist.rank())
-    return device, prepare_run_dir(cfg, resume, force)
+    run_dir, created = prepare_run_dir(cfg, resume, force)
+    return device, run_dir, created
 
 
 class Trainer:
@@ -141,4 +183,10 @@ class Trainer:
             self.bar.close()
             for h in self.hooks:
                 h.after_train(self)
+        if self.stop_signal:  # an unfinished run must not look finished to `train.py ... && eval.py ...`
+            import signal
+
+            raise RunStopped(f"stopped by {self.stop_signal} at step {self.step} of {self.total}; checkpoint saved "
+                             f"in {self.run_dir}; continue with the same command plus --resume auto",
+                             int(getattr(signal, self.stop_signal)))
         return self.run_dir

@@ -5,10 +5,12 @@ Domain ``a`` holds images WITH the content attribute (e.g. glasses), domain ``b`
 
 ``folders`` and ``celeba`` serve images from the uint8 memmap cache (``data/cache.py``, written by
 ``preprocess.py``) when ``data.cache`` allows and a valid cache for the list, size, crop and filter exists;
-otherwise they decode the image files.
+otherwise they decode the image files. Caches live outside the dataset (see :func:`_cache_dir`).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -40,7 +42,26 @@ def _domain(d, cache_dir: Path, name: str, paths) -> torch.utils.data.Dataset:
 
 
 def _cache_dir(d, root: Path) -> Path:
-    return Path(d.cache_root) if d.cache_root else root / "cache"
+    """Where the uint8 caches of dataset folder ``root`` live, never inside it unless asked for.
+
+    ``data.cache_root`` if set; for a folder written by ``preprocess.py`` (it holds ``preprocess.json``),
+    the ``cache/`` folder preprocess.py built in it; else ``<folder of data.cache_dir>/<root's name>-<hash of
+    root's absolute path>`` (``cache/celeba-1f2e3d4c`` by default), so datasets on read-only storage work and two datasets
+    never share a cache folder.
+    """
+    if d.cache_root:
+        return Path(d.cache_root)
+    root = Path(root).resolve()
+    made = root / "preprocess.json"
+    if made.is_file():
+        try:
+            cached = json.loads(made.read_text(encoding="utf-8")).get("cache")
+        except (ValueError, AttributeError) as e:
+            raise DatasetLayoutError(f"{made}: not a preprocess.py record ({e})") from None
+        if cached:  # preprocess.py --no-cache records null
+            return root / "cache"
+    parent = Path(d.cache_dir).parent if d.cache_dir else Path("cache")
+    return parent / f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
 
 
 def folder_domains(d, split: str) -> dict:

@@ -4,7 +4,8 @@ Layout::
 
     root/training.csv, root/validation.csv     columns subDirectory_filePath, face_x, face_y, face_width,
                                                 face_height, facial_landmarks ("x1;y1;...;x68;y68"),
-                                                expression, valence, arousal
+                                                expression, valence, arousal (the release keeps them in
+                                                root/Manually_Annotated_file_lists/, also accepted)
     root/Manually_Annotated_Images/<subDirectory_filePath>   (MAD's name cropped_Annotated/ works too)
 
 Assumptions: the header row is optional (some copies of validation.csv lack it; then the columns are in
@@ -29,6 +30,7 @@ COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_heig
            "expression", "valence", "arousal")
 EXPRESSIONS = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
 IMAGE_FOLDERS = ("Manually_Annotated_Images", "cropped_Annotated")
+LIST_FOLDER = "Manually_Annotated_file_lists"
 
 
 def parse_landmarks(text: str, path, line: int) -> np.ndarray:
@@ -48,7 +50,9 @@ class AffectNet(FaceRecords):
         name = {"train": "training.csv", "validation": "validation.csv"}.get(split)
         if name is None:
             raise ValueError(f"split must be train | validation, got {split!r}")
-        csv_path = require_file(root / name, "AffectNet annotation file")
+        listed = root / LIST_FOLDER / name
+        csv_path = require_file(listed if not (root / name).is_file() and listed.is_file() else root / name,
+                                "AffectNet annotation file")
         folder = next((root / f for f in IMAGE_FOLDERS if (root / f).is_dir()), None)
         if folder is None:
             raise DatasetLayoutError(f"AffectNet images not found: expected {root}/{IMAGE_FOLDERS[0]}/")

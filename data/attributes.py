@@ -72,12 +72,29 @@ def _tokens(text: str):
     return out
 
 
-def _suggest(name: str, names) -> str:
+def _suggest(name: str, names, whole: bool = False) -> str:
+    """A hint for an unknown attribute; ``whole``: the name is the entire expression, so a lower-case one
+    may be a misspelt preset (``glases`` -> the preset ``glasses``; attribute names are capitalised)."""
     lower = {n.lower(): n for n in names}
-    near = [lower[name.lower()]] if name.lower() in lower else difflib.get_close_matches(name, names, 1, 0.6)
+    if name.lower() in lower:
+        return f"; did you mean {lower[name.lower()]!r}?"
+    preset = difflib.get_close_matches(name, [*PRESETS, *PRESET_ALIASES], 1, 0.75) if whole and name.islower() else []
+    if preset:
+        return f"; did you mean the preset {preset[0]!r}?"
+    near = difflib.get_close_matches(name, names, 1, 0.6)
     if near:
         return f"; did you mean {near[0]!r}?"
     return f"; known attributes: {', '.join(names)}"
+
+
+def check_preset(name: str) -> str:
+    """``name`` if it is a preset or an alias, else an error suggesting the closest preset."""
+    if name in PRESETS or name in PRESET_ALIASES:
+        return name
+    near = difflib.get_close_matches(name.lower(), [*PRESETS, *PRESET_ALIASES], 1, 0.6)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise AttributeExpressionError(f"unknown preset {name!r}; {hint}presets: {', '.join(PRESETS)} "
+                                   f"(aliases {', '.join(PRESET_ALIASES)}); --attributes takes an expression")
 
 
 def parse(text: str, names) -> tuple:
@@ -127,7 +144,8 @@ def parse(text: str, names) -> tuple:
         if tok is None or tok in ")&|":
             fail("expected an attribute name, '~' or '('")
         if tok not in names:
-            raise AttributeExpressionError(f"unknown attribute {tok!r} in {text!r}{_suggest(tok, names)}")
+            raise AttributeExpressionError(f"unknown attribute {tok!r} in {text!r}"
+                                           f"{_suggest(tok, names, whole=text.strip() == tok)}")
         pos += 1
         return ("name", names.index(tok))
 

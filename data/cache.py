@@ -5,8 +5,9 @@ Files, for a cache named ``trainA_128_178`` (domain, size, crop; ``full`` when u
 * ``trainA_128_178.u8``   ``count x 3 x size x size`` uint8 (NCHW, C-order), the images exactly as
   :func:`data.folders.load_image` (or a dataset's own loader) returns them, before flips;
 * ``trainA_128_178.json`` the header: count, size, crop, resize filter, byte count, SHA-1 of the data, and a
-  fingerprint of the source list (file names in order), written LAST. A cache made with another filter
-  (or before the filter was recorded) does not match.
+  fingerprint of the source list (file names in order, each with its byte size and modification time, so
+  a replaced image invalidates the cache), written LAST. A cache made with another filter (or before the
+  filter was recorded) does not match.
 
 A build writes the data to a ``.partial.<pid>`` file, fsyncs, renames it into place, and only then writes
 the header (via a temporary file and an atomic rename). Before it starts it deletes the old header. So a
@@ -28,6 +29,7 @@ import torch
 from data.folders import DatasetLayoutError, load_image, to_tensor
 
 CACHE_FORMAT, CACHE_VERSION = "uint8-image-cache", 1
+CACHE_MODES = ("auto", "build", "require", "off")
 
 
 def cache_name(domain: str, size: int, crop: int | None) -> str:
@@ -44,9 +46,26 @@ def fingerprint(keys) -> str:
     return h.hexdigest()
 
 
+def file_key(path) -> str:
+    """``name|bytes|mtime`` of an image file: a replaced image changes it; a copy that keeps modification
+    times (``cp -p``, ``rsync -a``) to another folder does not (one ``os.stat``, no reading)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DatasetLayoutError(f"image not found: {path}") from None
+    return f"{Path(path).name}|{st.st_size}|{int(st.st_mtime)}"
+
+
 def path_keys(paths) -> list[str]:
-    """Fingerprint keys of an image list: the file names, so a dataset can move without a rebuild."""
-    return [Path(p).name for p in paths]
+    """Fingerprint keys of an image list (:func:`file_key` of each file, in order)."""
+    return [file_key(p) for p in paths]
+
+
+def check_mode(mode) -> str:
+    """``mode`` if it is a ``data.cache`` value, else an error listing them."""
+    if mode not in CACHE_MODES:
+        raise ValueError(f"data.cache must be {' | '.join(CACHE_MODES)}, got {mode!r}")
+    return mode
 
 
 class PathLoader:
@@ -186,10 +205,8 @@ def open_domain_cache(cache_dir: str | Path, domain: str, paths, size: int, crop
     ``auto``: use a valid cache, else return ``None`` (the caller decodes images); ``require``: a valid
     cache or an error with the reason; ``build``: build it when missing or stale; ``off``: ``None``.
     """
-    if mode == "off":
+    if check_mode(mode) == "off":
         return None
-    if mode not in ("auto", "require", "build"):
-        raise ValueError(f"data.cache must be auto | build | require | off, got {mode!r}")
     base = Path(cache_dir) / cache_name(domain, size, crop)
     fp = fingerprint(path_keys(paths))
     reason = check_cache(base, len(paths), size, crop, fp, resample)

@@ -1,6 +1,8 @@
-"""Aligned CelebA in its public layout, its annotation files, and attribute-selected A/B domains.
+"""Aligned CelebA in its public layouts, its annotation files, and attribute-selected A/B domains.
 
-Layout (``root`` may also be the folder above it, torchvision's ``root/celeba/``)::
+Layout (``root`` may also be the folder above it, torchvision's ``root/celeba/``; the official release's
+folders work too: ``Anno/`` holds the attribute, identity, landmark and box files, ``Eval/`` the partition
+file and ``Img/`` the image folder ``img_align_celeba/``)::
 
     root/img_align_celeba/000001.jpg ...      178x218 aligned JPEGs
     root/list_attr_celeba.txt                 count, 40 names, then "file v1 .. v40" with v in {-1, 1}
@@ -11,7 +13,8 @@ Layout (``root`` may also be the folder above it, torchvision's ``root/celeba/``
                                               boxes of the unaligned images, kept for completeness)
 
 Tokens are separated by any run of spaces. Every file must list the same images as the attribute file
-(checked by name, errors name the file and line). Landmarks are in the 178x218 aligned frame.
+(checked by name, errors name the file and line), in any order: rows are matched by file name. Landmarks
+are in the 178x218 aligned frame.
 """
 from __future__ import annotations
 
@@ -40,19 +43,30 @@ FILES = {
 }
 IMAGES = "img_align_celeba"
 PARTITIONS = {"train": 0, "valid": 1, "test": 2}
+OFFICIAL_FOLDERS = {"attr": "Anno", "identity": "Anno", "landmarks": "Anno", "bbox": "Anno", "partition": "Eval",
+                    "images": "Img"}
+
+
+def locate(root: Path, key: str) -> Path:
+    """Path of annotation file ``key`` (a key of ``FILES``) or of the image folder (``images``) in ``root``:
+    ``root/<name>``, else the official release's ``root/{Anno,Eval,Img}/<name>`` if that exists."""
+    name = IMAGES if key == "images" else FILES[key]
+    flat, official = root / name, root / OFFICIAL_FOLDERS[key] / name
+    return official if not flat.exists() and official.exists() else flat
 
 
 def find_root(root: str | Path) -> Path:
-    """The folder holding ``img_align_celeba/`` and ``list_attr_celeba.txt`` (``root`` or ``root/celeba``)."""
+    """The CelebA folder (``root`` or ``root/celeba``): it holds ``list_attr_celeba.txt`` and
+    ``img_align_celeba/``, directly or in the official ``Anno/`` and ``Img/``."""
     root = Path(root)
     for cand in (root, root / "celeba"):
-        if (cand / FILES["attr"]).is_file() and (cand / IMAGES).is_dir():
+        if locate(cand, "attr").is_file() and locate(cand, "images").is_dir():
             return cand
     if not root.is_dir():
         raise DatasetLayoutError(f"CelebA folder {root} does not exist")
     have = sorted(p.name for p in root.iterdir())[:12]
     raise DatasetLayoutError(f"{root} is not an aligned CelebA folder: expected {IMAGES}/ and {FILES['attr']} "
-                             f"(in it or in {root / 'celeba'}); found {have}")
+                             f"(in it, in {root / 'celeba'}, or in the official Img/ and Anno/); found {have}")
 
 
 def read_table(path: Path, header: bool) -> tuple[list[str] | None, list[str], np.ndarray, list[int]]:
@@ -103,19 +117,23 @@ def read_table(path: Path, header: bool) -> tuple[list[str] | None, list[str], n
 
 
 def _align(path: Path, files: list[str], numbers: list[int], values: np.ndarray, ref_files: list[str],
-           ref_path: Path) -> np.ndarray:
-    """``values`` reordered to ``ref_files``; an error naming the first image one file lacks."""
+           ref_path: Path) -> tuple[np.ndarray, list[int]]:
+    """``values`` and their line numbers reordered by file name to ``ref_files``; an error naming the first
+    image one file lacks or lists in addition."""
     if files == ref_files:
-        return values
+        return values, numbers
     pos = {f: i for i, f in enumerate(files)}
     missing = [f for f in ref_files if f not in pos]
     if missing:
         raise DatasetLayoutError(f"{path} lacks {len(missing)} images listed in {ref_path}, e.g. {missing[0]} "
                                  f"({len(files)} vs {len(ref_files)} rows)")
-    ref = set(ref_files)
-    extra = [(f, n) for f, n in zip(files, numbers) if f not in ref]
-    raise DatasetLayoutError(f"{where(path, extra[0][1])}: image {extra[0][0]} is not in {ref_path} "
-                             f"({len(files)} vs {len(ref_files)} rows)")
+    if len(files) != len(ref_files):
+        ref = set(ref_files)
+        f, n = next((f, n) for f, n in zip(files, numbers) if f not in ref)
+        raise DatasetLayoutError(f"{where(path, n)}: image {f} is not in {ref_path} "
+                                 f"({len(files)} vs {len(ref_files)} rows)")
+    order = np.array([pos[f] for f in ref_files], dtype=np.int64)
+    return values[order], [numbers[i] for i in order]
 
 
 @dataclass
@@ -133,14 +151,19 @@ class CelebATable:
     bbox: np.ndarray | None = None        # int64 (N, 4) x, y, w, h (unaligned images)
     sources: dict = field(default_factory=dict)
 
+    @property
+    def image_dir(self) -> Path:
+        return locate(self.root, "images")
+
     def paths(self, idx) -> list[Path]:
-        return [self.root / IMAGES / self.files[i] for i in idx]
+        folder = self.image_dir
+        return [folder / self.files[i] for i in idx]
 
 
 def read_celeba(root: str | Path, check_images: bool = True) -> CelebATable:
     """Parse every annotation file present; validate values, counts and that listed images exist."""
     root = find_root(root)
-    attr_path = require_file(root / FILES["attr"], "CelebA attribute file")
+    attr_path = require_file(locate(root, "attr"), "CelebA attribute file")
     names, files, values, numbers = read_table(attr_path, header=True)
     if len(set(names)) != len(names):
         raise DatasetLayoutError(f"{where(attr_path, 2)}: repeated attribute names")
@@ -151,14 +174,14 @@ def read_celeba(root: str | Path, check_images: bool = True) -> CelebATable:
                                  f"got {sorted(set(values[i].tolist()) - {-1, 1})}")
     t = CelebATable(root, names, files, values.astype(np.int8), numbers, sources={"attr": attr_path})
     for key, hdr in (("partition", False), ("identity", False), ("landmarks", True), ("bbox", True)):
-        path = root / FILES[key]
+        path = locate(root, key)
         if not path.is_file():
             continue
         cols, f2, v2, n2 = read_table(path, header=hdr)
         expected = {"partition": 1, "identity": 1, "landmarks": 10, "bbox": 4}[key]
         if v2.shape[1] != expected:
             raise DatasetLayoutError(f"{path}: {v2.shape[1]} values per row, expected {expected}")
-        v2 = _align(path, f2, n2, v2, files, attr_path)
+        v2, n2 = _align(path, f2, n2, v2, files, attr_path)
         if key == "partition":
             bad = np.flatnonzero(~np.isin(v2[:, 0], (0, 1, 2)))
             if len(bad):
@@ -172,11 +195,11 @@ def read_celeba(root: str | Path, check_images: bool = True) -> CelebATable:
             t.bbox = v2
         t.sources[key] = path
     if check_images:
-        present = {e.name for e in os.scandir(root / IMAGES)}
+        present = {e.name for e in os.scandir(t.image_dir)}
         missing = [(f, n) for f, n in zip(files, numbers) if f not in present]
         if missing:
             f, n = missing[0]
-            raise DatasetLayoutError(f"{where(attr_path, n)}: image {f} not found in {root / IMAGES} "
+            raise DatasetLayoutError(f"{where(attr_path, n)}: image {f} not found in {t.image_dir} "
                                      f"({len(missing)} of {len(files)} listed images are missing)")
     return t
 
@@ -206,7 +229,7 @@ def split_domains(t: CelebATable, rule_a: str, rule_b: str, split: str = "first-
             out[f"train{dom}"], out[f"test{dom}"] = idx[num_test:], idx[:num_test]
         elif split == "official":
             if t.partition is None:
-                raise DatasetLayoutError(f"split 'official' needs {t.root / FILES['partition']}")
+                raise DatasetLayoutError(f"split 'official' needs {locate(t.root, 'partition')}")
             for name, p in (("train", 0), ("val", 1), ("test", 2)):
                 out[f"{name}{dom}"] = idx[t.partition[idx] == p]
             for name in ("train", "test"):
@@ -234,7 +257,7 @@ class CelebA(FaceRecords):
                 indices = np.arange(len(t.files))
             elif split in PARTITIONS:
                 if t.partition is None:
-                    raise DatasetLayoutError(f"split {split!r} needs {t.root / FILES['partition']}")
+                    raise DatasetLayoutError(f"split {split!r} needs {locate(t.root, 'partition')}")
                 indices = np.flatnonzero(t.partition == PARTITIONS[split])
             else:
                 raise ValueError(f"split must be one of {['all', *PARTITIONS]}, got {split!r}")

@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from data.folders import IMAGE_EXTENSIONS, DatasetLayoutError
+from data.folders import IMAGE_EXTENSIONS, DatasetLayoutError, image_size
 from data.geometry import FLIP_68
 from data.records import FaceRecords
 
@@ -67,8 +66,7 @@ class FFHQ(FaceRecords):
                 meta = json.loads(meta_path.read_text())
             except ValueError as e:
                 raise DatasetLayoutError(f"{meta_path}: invalid JSON ({e})") from None
-            with Image.open(paths[0]) as im:
-                width = im.size[0]
+            width = image_size(paths[0])[0]
             lms, cat = [], []
             for n, p in zip(numbers, paths):
                 entry = meta.get(str(int(n)))

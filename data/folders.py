@@ -6,6 +6,7 @@ Transform: optional centre crop to ``crop`` px, resize to ``size`` px (the short
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +27,20 @@ def list_domain(root: str | Path, name: str) -> list[Path]:
     root = Path(root)
     folder, listing = root / name, root / f"{name}.txt"
     if folder.is_dir():
+        with os.scandir(folder):  # an unreadable folder is an error (rglob would skip it silently)
+            pass
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         where = folder
     elif listing.is_file():
-        lines = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
-        paths = [p if p.is_absolute() else (root / p if not p.exists() else p) for p in map(Path, lines)]
+        from data.tables import read_lines
+
+        lines = read_lines(listing)
+        paths = [p if p.is_absolute() else (root / p if not p.exists() else p) for p in (Path(t) for _, t in lines)]
         where = listing
-        missing = [p for p in paths if not p.is_file()]
+        missing = [(n, p) for (n, _), p in zip(lines, paths) if not p.is_file()]
         if missing:
-            raise DatasetLayoutError(f"{listing}: {len(missing)} listed images do not exist, e.g. {missing[0]}")
+            raise DatasetLayoutError(f"{listing}:{missing[0][0]}: image {missing[0][1]} does not exist "
+                                     f"({len(missing)} of {len(paths)} listed images are missing)")
     else:
         raise DatasetLayoutError(
             f"{root} has neither a folder {name}/ nor a list {name}.txt; expected the layout "
@@ -49,6 +55,17 @@ def load_image(path: Path, size: int, crop: int | None, resample: str = "bicubic
     try:
         with Image.open(path) as im:
             return centre_crop_resize(im, size, crop, resample)[0]
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DatasetLayoutError(f"cannot read image {path}: {e}") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from the image's header (no decoding); errors name the file."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise DatasetLayoutError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DatasetLayoutError(f"cannot read image {path}: {e}") from None
 

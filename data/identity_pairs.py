@@ -63,7 +63,7 @@ def labelled_faces(d, split: str):
                               cache_dir=d.cache_dir)
     if d.name == "celeba":
         from data import _cache_dir
-        from data.celeba import CelebA, find_root
+        from data.celeba import CelebA, find_root, locate
         from data.folders import DatasetLayoutError
 
         if not d.root:
@@ -72,6 +72,6 @@ def labelled_faces(d, split: str):
         root = find_root(d.root)
         faces = CelebA(root, split, d.size, d.crop, resample=d.resize_filter)
         if "identity" not in faces.labels:
-            raise DatasetLayoutError(f"identity pairs need CelebA's identity labels: {root}/identity_CelebA.txt")
+            raise DatasetLayoutError(f"identity pairs need CelebA's identity labels: {locate(root, 'identity')}")
         return faces.use_cache(_cache_dir(d, root), f"celeba_{split}", d.cache, d.workers)
     raise ValueError(f"identity pairs need data.name synthetic | celeba, got {d.name!r}")

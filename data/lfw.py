@@ -2,10 +2,15 @@
 
 Layout::
 
-    root/<Name>/<Name>_0001.jpg ...     (lfw/, lfw-deepfunneled/, ...; MAD's copy root/images/<Name>/ works too)
+    root/<Name>/<Name>_0001.jpg ...     the person folders
     root/pairs.txt                      view 2: "10<TAB>300", then per fold 300 matched lines
                                         "name<TAB>i<TAB>j" followed by 300 mismatched "n1<TAB>i<TAB>n2<TAB>j"
     root/pairsDevTrain.txt / pairsDevTest.txt   view 1: "N", then N matched and N mismatched lines
+
+``root`` may also be the folder holding the person folders' folder -- the download: ``lfw/`` (or
+``lfw-deepfunneled/``, ``lfw_funneled/``, MAD's ``images/``) with ``pairs.txt`` beside it -- or the folder
+above torchvision's ``lfw-py/`` (which holds both); pairs files beside the person folders' folder are found
+when ``root`` is that folder.
 
 The fold structure is kept (unlike MAD, which shuffled the pairs and so lost the official folds).
 """
@@ -21,12 +26,20 @@ from data.records import FaceRecords
 from data.tables import parse_int, read_lines, require_file, where
 
 
-def image_folder(root: Path) -> Path:
+IMAGE_FOLDERS = ("images", "lfw", "lfw-deepfunneled", "lfw_funneled")  # MAD's copy, the release's archives
+
+
+def find_lfw(root) -> tuple[Path, Path]:
+    """``(folder of the person folders, folder where pairs files are looked for first)`` for any layout of the
+    module docstring (a pairs file not there is looked for beside the person folders' folder)."""
     root = Path(root)
-    folder = root / "images" if (root / "images").is_dir() else root
-    if not folder.is_dir():
-        raise DatasetLayoutError(f"LFW folder {folder} does not exist")
-    return folder
+    if not root.is_dir():
+        raise DatasetLayoutError(f"LFW folder {root} does not exist")
+    for base in (root, root / "lfw-py"):
+        for name in IMAGE_FOLDERS:
+            if (base / name).is_dir():
+                return base / name, base
+    return root, root
 
 
 def read_pairs(path: Path) -> list[tuple[str, int, str, int, int, int]]:
@@ -70,7 +83,7 @@ class LFWPeople(FaceRecords):
     """All LFW images; items add ``identity`` (index of the person's name in sorted order)."""
 
     def __init__(self, root, size: int = 128, crop: int | None = None):
-        folder = image_folder(Path(root))
+        folder = find_lfw(root)[0]
         people = sorted(p for p in folder.iterdir() if p.is_dir())
         paths, ids = [], []
         for k, person in enumerate(people):
@@ -87,14 +100,14 @@ class LFWPairs(torch.utils.data.Dataset):
     """Verification pairs: items ``image``, ``image2``, ``same`` (1/0), ``fold`` (0-based), ``index``.
 
     A flip mirrors both images. Images referenced by the pairs file must exist (checked up front).
-    ``pairs`` is a file name in ``root`` or a path. ``records`` holds each distinct image once (its
-    ``use_cache`` makes a uint8 cache of them).
+    ``pairs`` is a path or a file name looked for as the module docstring says. ``records`` holds each
+    distinct image once (its ``use_cache`` makes a uint8 cache of them).
     """
 
     def __init__(self, root, pairs: str = "pairs.txt", size: int = 128, crop: int | None = None):
-        root = Path(root)
-        folder = image_folder(root)
-        pairs_path = Path(pairs) if Path(pairs).is_file() else root / pairs
+        folder, base = find_lfw(root)
+        pairs_path = Path(pairs) if Path(pairs).is_file() else next(
+            (d / pairs for d in (base, folder.parent) if (d / pairs).is_file()), base / pairs)
         rows = read_pairs(pairs_path)
         lines = [n for n, _ in read_lines(pairs_path)[1:]]
         images: dict[Path, int] = {}

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.cache import CachedImages, build_cache, cache_name, check_cache, fingerprint
-from data.folders import DatasetLayoutError, to_tensor
+from data.cache import CachedImages, build_cache, cache_name, check_cache, check_mode, file_key, fingerprint
+from data.folders import DatasetLayoutError, image_size, to_tensor
 from data.geometry import box_crop_resize, centre_affine, centre_crop_resize, flip_points, map_points
 
 
@@ -76,18 +76,17 @@ class FaceRecords(torch.utils.data.Dataset):
             s = self.size / side
             return (s, s, (0.5 - left) * s - 0.5, (0.5 - top) * s - 0.5)
         if i not in self._source_size:  # header only, no decoding
-            with Image.open(self.paths[i]) as im:
-                self._source_size[i] = im.size
+            self._source_size[i] = image_size(self.paths[i])
         return centre_affine(*self._source_size[i], self.size, self.crop)
 
     # --- cache --------------------------------------------------------------------------------------
     def cache_keys(self) -> list[str]:
         boxes = self.boxes if self.boxes is not None else [None] * len(self)
-        return [f"{Path(p).name}|{None if b is None else tuple(int(v) for v in b)}" for p, b in zip(self.paths, boxes)]
+        return [f"{file_key(p)}|{None if b is None else tuple(int(v) for v in b)}" for p, b in zip(self.paths, boxes)]
 
     def use_cache(self, cache_dir, name: str, mode: str = "auto", workers: int = 0) -> "FaceRecords":
         """Serve pixels from ``cache_dir/<name>_<size>_<crop>.u8``; ``mode`` as in :func:`open_domain_cache`."""
-        if mode == "off":
+        if check_mode(mode) == "off":
             return self
         base = Path(cache_dir) / cache_name(name, self.size, self.crop)
         fp = fingerprint(self.cache_keys())

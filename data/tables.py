@@ -6,8 +6,10 @@ Every format error is a :class:`DatasetLayoutError` that names ``file:line``, so
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
+from core.cli import read_utf8, text_lines
 from data.folders import DatasetLayoutError
 
 
@@ -24,12 +26,9 @@ def require_file(path: Path, what: str) -> Path:
 
 
 def read_lines(path: Path) -> list[tuple[int, str]]:
-    """``(line number, stripped text)`` of the non-blank lines (1-based numbers)."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return [(n, ln.strip()) for n, ln in enumerate(f, 1) if ln.strip()]
-    except UnicodeDecodeError as e:
-        raise DatasetLayoutError(f"{path}: not a text file ({e})") from None
+    """``(line number, stripped text)`` of the non-blank lines (1-based numbers); UTF-8 only (an error names
+    the line of the first other byte)."""
+    return [(n, ln.strip()) for n, ln in text_lines(path, DatasetLayoutError) if ln.strip()]
 
 
 def parse_int(token: str, path, line: int, what: str) -> int:
@@ -53,9 +52,8 @@ def read_csv_rows(path: Path, columns: tuple[str, ...], optional_header: bool = 
     around names ignored). With ``optional_header`` a file whose first row is data is read as having
     exactly ``columns`` in that order.
     """
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [(n, row) for n, row in enumerate(csv.reader(f, skipinitialspace=True), 1)
-                if any(c.strip() for c in row)]
+    text = io.StringIO(read_utf8(path, DatasetLayoutError), newline="")
+    rows = [(n, row) for n, row in enumerate(csv.reader(text, skipinitialspace=True), 1) if any(c.strip() for c in row)]
     if not rows:
         raise DatasetLayoutError(f"{path}: empty file")
     first = [c.strip() for c in rows[0][1]]

@@ -33,9 +33,9 @@ def read_mask_folder(mask_dir, image_paths, size: int, crop: int | None = None,
         mp = by_stem.get(Path(path).stem)
         if mp is None:
             continue
+        arr = load_image(mp, size, crop, resample).max(axis=2)  # first: names the file if it is not an image
         with Image.open(mp) as im:
             on = 1 if int(np.asarray(im.convert("L")).max()) <= 1 else 255  # 0/1 or 0/255 file
-        arr = load_image(mp, size, crop, resample).max(axis=2)
         masks.append(torch.from_numpy(arr.astype(np.int32) * 2 >= on)[None])
         found.append(i)
     if not found:

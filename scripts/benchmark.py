@@ -11,13 +11,16 @@ data (methods 3's networks also read labels and w). Prints a Markdown table.
     python scripts/benchmark.py synth_glasses data.batch_size=8 model.width=1.0 --steps 20
     python scripts/benchmark.py --loader                          # also time the synthetic data stream
     python scripts/benchmark.py --paper --random-weights --device cuda --amp bf16 --channels-last
+    python scripts/benchmark.py --paper --random-weights --out cache/bench-weights  # keep the files for reuse
 
 ``--paper`` adds one row per method at its paper resolution (``PAPER_CONFIGS``: the CelebA configs of methods
 1-2, ``configs/bench/*.yaml`` for the others; face_nets is this repo's own and has none). ``--random-weights``
 writes a randomly initialised file, in the public format its loader reads strictly, for every weight key the
 config needs and leaves null (StyleGAN2 ``g_ema``/``latent_avg``, ArcFace IR-SE50, VGGFace2 ResNet-50, torchvision
 VGG16 / InceptionV3 state_dicts, face_nets checkpoints for the landmark net), so the real paper-size networks are
-timed without any download. id_mapper without ``data.root`` gets batches of the (random) generator's own samples
+timed without any download. They go to a temporary folder deleted at the end, or with ``--out DIR`` to DIR,
+where a later run reuses them (files are named by kind, resolution and width).
+id_mapper without ``data.root`` gets batches of the (random) generator's own samples
 and their w, the shapes a W-code dataset feeds. Synthetic renders stop at 256 px: larger sizes (stylegan2 at 1024) are
 rendered at 256 and upsampled. ``bench/stylegan2_1024`` (full width) is CUDA-sized; on CPU
 time it at ``data.batch_size=1`` or reduce ``model.width``.
@@ -43,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from core.cli import clear_errors, report, user_errors  # noqa: E402
 from core.config import CONFIG_DIR, Config, ConfigError, load_config  # noqa: E402
 from core.runtime import pick_device, seed_everything, to_channels_last, to_device  # noqa: E402
 from models import build_method  # noqa: E402
@@ -123,14 +127,16 @@ def random_weight_overrides(cfg, folder: Path, width: float = 1.0) -> list[str]:
         if getattr(m, key.split(".")[-1], None):
             return
         if kind not in made:
-            made[kind] = write(folder / f"{kind}.pt")
+            path = folder / f"{kind}.pt"
+            made[kind] = str(path) if path.is_file() else write(path)  # kept from an earlier run (--out)
         out.append(f"{key}={made[kind]}")
 
     from models.nets.arcface import IRSE50
     from models.nets.g2g_nets import ResNet50VGGFace2
 
     if cfg.method == "id_mapper":
-        need("model.generator", f"stylegan2_{cfg.data.size}", lambda p: _stylegan2_file(p, cfg.data.size, width))
+        need("model.generator", f"stylegan2_{cfg.data.size}_w{width:g}",
+             lambda p: _stylegan2_file(p, cfg.data.size, width))
         if m.identity == "ir_se50":
             need("model.identity_weights", "ir_se50", lambda p: _save_state(IRSE50(), p))
         else:
@@ -282,6 +288,7 @@ def bench_loader(cfg, device: torch.device, length: int, steps: int, warmup: int
     return n * bs * len(domains) / dt
 
 
+@clear_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -299,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"add one config per method at its paper resolution: {' '.join(PAPER_CONFIGS)}")
     ap.add_argument("--random-weights", action="store_true",
                     help="write random weight files (public formats) for every weight key a config leaves null")
+    ap.add_argument("--out", default=None, metavar="DIR",
+                    help="with --random-weights: write the files to DIR and keep them (reused when present)")
     ap.add_argument("--random-width", type=float, default=1.0,
                     help="channel multiplier of the random StyleGAN2 generator file (1.0 = config F)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -308,8 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     names = [a for a in args.args if "=" not in a] + (PAPER_CONFIGS if args.paper else [])
     names = names or DEFAULT_CONFIGS
     if args.steps < 1 or args.warmup < 0:
-        print("error: --steps must be >= 1 and --warmup >= 0", file=sys.stderr)
-        return 2
+        raise ValueError("--steps must be >= 1 and --warmup >= 0")
+    if args.out and not args.random_weights:
+        raise ValueError("--out keeps the files of --random-weights; give both")
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        return _run(args, names, overrides, out)
     tmp = tempfile.TemporaryDirectory(prefix="bench-weights-") if args.random_weights else None
     try:
         return _run(args, names, overrides, Path(tmp.name) if tmp else None)
@@ -329,9 +345,8 @@ def _run(args, names: list[str], overrides: list[str], weights_dir: Path | None)
                 cfg = load_config(path, extra + random_weight_overrides(cfg, weights_dir, args.random_width))
             rp, root = path.resolve(), CONFIG_DIR.resolve()
             cfgs.append((str(rp.relative_to(root).with_suffix("")) if rp.is_relative_to(root) else rp.stem, cfg))
-    except (ConfigError, RuntimeError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except user_errors() as e:
+        return report(e, 2)
     if args.threads:
         torch.set_num_threads(args.threads)
 

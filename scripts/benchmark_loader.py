@@ -19,6 +19,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.cli import clear_errors  # noqa: E402
 from data.cache import PathLoader, build_cache, cache_name, fingerprint, open_domain_cache, path_keys  # noqa: E402
 from data.folders import ImageDomain  # noqa: E402
 from data.sampler import images_to_float, make_stream  # noqa: E402
@@ -55,7 +56,8 @@ def rate(dataset, batch: int, workers: int, images: int) -> float:
     return n * batch / dt
 
 
-def main() -> None:
+@clear_errors
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=2000, help="fixture images")
     ap.add_argument("--unique", type=int, default=64, help="distinct rendered faces in the fixture")
@@ -68,7 +70,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads of the main process (DataLoader workers always use 1); on a "
                          "busy 2-core machine more threads make default_collate's torch.stack wait on each other")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if min(args.count, args.unique, args.size, args.batch, args.images, args.threads) <= 0 or args.crop < 0:
+        raise ValueError("--count, --unique, --size, --batch, --images and --threads must be positive")
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +97,8 @@ def main() -> None:
             r_jpeg = rate(jpeg, args.batch, w, min(args.images, 640))
             r_cache = rate(cached, args.batch, w, args.images * 5)
             print(f"{w:>8} {r_jpeg:>10.0f} {r_cache:>10.0f} {r_cache / r_jpeg:>7.1f}x")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,6 +10,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.cli import clear_errors  # noqa: E402
 from data.synthetic import SyntheticFaces, render, sample_factors  # noqa: E402
 
 
@@ -19,13 +20,16 @@ def _rate(fn, count: int) -> float:
     return count / (time.perf_counter() - t)
 
 
-def main() -> None:
+@clear_errors
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=500, help="images per measurement")
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     ap.add_argument("--dataset-size", type=int, default=64, help="image size for the dataset timing")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     n = args.count
+    if n <= 0:
+        raise ValueError("--count must be positive")
 
     rate = _rate(lambda: [sample_factors(0, i) for i in range(n)], n)
     print(f"sample_factors            {rate:10.0f} factors/s")
@@ -45,7 +49,8 @@ def main() -> None:
         ds = SyntheticFaces(**kw)
         rate = _rate(lambda: [ds[(i, i % 2 == 1)] for i in range(n)], n)
         print(f"SyntheticFaces __getitem__ {rate:10.0f} items/s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

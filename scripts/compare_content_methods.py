@@ -44,8 +44,9 @@ def train_configs(configs, steps, out: Path, overrides) -> list[Path]:
         extra = [f"train.steps={steps}"] if steps else []
         name = Path(c).stem
         argv = ["--config", c, f"run.dir={out / 'runs'}", f"run.name={name}", "--resume", "auto", *overrides, *extra]
-        if train.main(argv) != 0:
-            raise SystemExit(f"training {c} failed")
+        code = train.main(argv)
+        if code != 0:  # train.py printed the error line
+            raise SystemExit(code)
         ckpts.append(out / "runs" / name / "checkpoint-latest.pt")
     return ckpts
 
@@ -55,7 +56,7 @@ def check_same_test_data(configs: dict) -> None:
     first_name, first = next(iter(seen.items()))
     for name, other in seen.items():
         if other != first:
-            raise SystemExit(f"{name} and {first_name} use different test data or eval.max_images: {other} vs {first}")
+            raise ValueError(f"{name} and {first_name} use different test data or eval.max_images: {other} vs {first}")
 
 
 def combine(results: list[tuple[str, list[dict]]]) -> list[dict]:

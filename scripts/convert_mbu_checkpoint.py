@@ -33,7 +33,7 @@ def convert_state(state: dict) -> tuple[dict, int]:
         if key is None:
             if net == "disc":
                 continue
-            raise KeyError(f"checkpoint has none of {keys}; keys: {sorted(state)}")
+            raise ValueError(f"checkpoint has none of {keys}; keys: {sorted(state)}")
         nets[net] = {re.sub(f"^{re.escape(prefix)}", OUR_PREFIX[net], k): v for k, v in state[key].items()}
     return nets, int(state.get("iters", 0))
 
@@ -57,10 +57,23 @@ def main(argv=None) -> int:
     cfg.run.name = cfg.run.name or Path(args.dest).parent.name
     if cfg.method != "mask_ct":
         p.error(f"--config must be a mask_ct config, got method {cfg.method!r}")
-    nets, iters = convert_state(torch.load(args.source, map_location="cpu", weights_only=True))
+    if not Path(args.source).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.source}")
+    try:
+        state = torch.load(args.source, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle garbage, ...
+        raise ValueError(f"{args.source} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{args.source} holds a {type(state).__name__}, not the original's checkpoint dict")
+    nets, iters = convert_state(state)
     method = build_method(cfg, torch.device("cpu"))
     for name, sd in nets.items():
-        method.nets[name].load_state_dict(sd)  # BatchNorm fills num_batches_tracked for PyTorch 0.4.0 files
+        try:  # BatchNorm fills num_batches_tracked for PyTorch 0.4.0 files
+            method.nets[name].load_state_dict(sd)
+        except RuntimeError as e:
+            raise ValueError(f"{args.source}: {name} does not fit the networks of {args.config} "
+                             f"({' '.join(ln.strip() for ln in str(e).splitlines()[:2])} ...); pass the config it was "
+                             "trained with") from None
     payload = {"format": ckpt.FORMAT, "method": cfg.method, "config": cfg.to_dict(), "step": iters,
                "images": iters * 2 * cfg.data.batch_size, "world_size": 1, "rng": [ckpt.rng_state()],
                "scalers": {}, "meta": {"converted_from": str(args.source)}, **method.training_state()}

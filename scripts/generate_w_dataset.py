@@ -32,6 +32,8 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from core.cli import clear_errors, report, user_errors  # noqa: E402
+from core.loop import pick_device  # noqa: E402
 from data.w_codes import image_path  # noqa: E402
 from models.nets.stylegan2 import load_generator  # noqa: E402
 
@@ -45,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=None, help="resize images to this size (default: the generator's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the z sequence")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--force", action="store_true", help="overwrite the dataset files in a non-empty --out")
     args = p.parse_args(argv)
     if args.count <= 0 or args.batch <= 0 or (args.size is not None and args.size <= 0):
@@ -95,17 +97,16 @@ def write_json_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@clear_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = pick_device(args.device)
     out = Path(args.out)
     try:
         g, w_avg = load_generator(args.generator, device)
         prepare_out(out, args.force)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except user_errors() as e:
+        return report(e, 1)
     ws = np.empty((args.count, g.style_dim), np.float32)
     size = args.size or g.size
     with tqdm(total=args.count, unit="img", desc="w dataset") as bar:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core.cli import clear_errors, report, user_errors  # noqa: E402
 
 
 def _images(folder: Path) -> list[Path]:
@@ -112,6 +113,7 @@ def run_interpolate(method, nets, root, out, steps):
     return len(subs)
 
 
+@clear_errors
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["dirs", "pairs", "interpolate"])
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
     import torch
 
     from core import checkpoint as ckpt
-    from core.config import ConfigError, load_config
+    from core.config import load_config
     from core.runtime import pick_device
     from models import build_method
 
@@ -153,9 +155,8 @@ def main(argv=None) -> int:
                 n = run_pairs(method, nets, args.id_dir, args.attr_dir, args.out)
             else:
                 n = run_interpolate(method, nets, args.input, args.out, args.steps)
-    except (ckpt.CheckpointError, ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except user_errors() as e:
+        return report(e, 2)
     print(f"wrote {n} results to {args.out}")
     return 0
 

@@ -107,15 +107,27 @@ def test_random_weight_files_load_through_the_strict_loaders(tmp_path):
     assert mod.random_weight_overrides(cfg, tmp_path) == []
 
 
-def test_id_mapper_paper_networks_one_step(capsys):
-    """IR-SE50 + landmark net + (narrow) StyleGAN2 files, batches of the generator's own samples and w."""
-    rc = _load().main(["bench/id_mapper_256", "data.size=32", "model.attr_encoder=small", "data.batch_size=1",
-                       "--random-weights", "--random-width", "0.0625", "--device", "cpu", "--steps", "1",
-                       "--warmup", "0"])
+def test_id_mapper_paper_networks_one_step(capsys, tmp_path):
+    """IR-SE50 + landmark net + (narrow) StyleGAN2 files, batches of the generator's own samples and w;
+    ``--out`` keeps the files and a later run reuses them."""
+    from core.config import load_config
+
+    mod = _load()
+    rc = mod.main(["bench/id_mapper_256", "data.size=32", "model.attr_encoder=small", "data.batch_size=1",
+                   "--random-weights", "--random-width", "0.0625", "--device", "cpu", "--steps", "1",
+                   "--warmup", "0", "--out", str(tmp_path / "w")])
     assert rc == 0
     _, rows = _table_rows(capsys.readouterr().out)
     assert rows[0]["config"] == "bench/id_mapper_256" and rows[0]["method"] == "id_mapper"
     assert rows[0]["batch (img/step)"] == "2" and float(rows[0]["img/s"]) > 0
+    kept = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w").iterdir()}
+    assert set(kept) == {"stylegan2_32_w0.0625.pt", "ir_se50.pt", "face_nets.pt"}
+    cfg = load_config(mod.resolve_config("bench/id_mapper_256"), ["data.size=32", "model.attr_encoder=small"])
+    ov = mod.random_weight_overrides(cfg, tmp_path / "w", width=0.0625)
+    assert sorted(o.split("=", 1)[1] for o in ov) == sorted(str(tmp_path / "w" / n) for n in set(kept))
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w").iterdir()} == kept  # reused, not rewritten
+    assert mod.main(["synth_glasses", "--out", str(tmp_path / "w")]) == 2
+    assert "--out keeps the files of --random-weights" in capsys.readouterr().err
 
 
 def test_mad_identity_groups_one_step(capsys):

@@ -133,3 +133,61 @@ def test_to_tensor_matches_the_torch_formula():
     v = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, 2)
     assert torch.equal(to_tensor(v), torch.from_numpy(v).permute(2, 0, 1).float().div_(127.5).sub_(1.0))
     assert to_tensor(v).is_contiguous() and to_tensor(v.transpose(2, 0, 1), chw=True).is_contiguous()
+
+
+def test_a_replaced_image_invalidates_the_cache(images, tmp_path):
+    """Same names, same count: a different file (size or modification time) makes the cache stale."""
+    import os
+
+    base, fp = _base(tmp_path, images)
+    build_cache(base, PathLoader(images, 16, None), 12, 16, None, fp)
+    st = os.stat(images[3])
+    Image.fromarray(np.zeros((60, 50, 3), np.uint8)).save(images[3])  # replaced in place
+    os.utime(images[3], ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old modification time
+    assert "source list changed" in check_cache(base, 12, 16, None, fingerprint(path_keys(images)))
+    with pytest.warns(UserWarning, match="source list changed"):
+        assert open_domain_cache(tmp_path / "c", "trainB", images, 16, None) is None
+    rebuilt = open_domain_cache(tmp_path / "c", "trainB", images, 16, None, mode="build")
+    assert torch.equal(rebuilt[3]["image"], ImageDomain(images, 16)[3]["image"])
+    os.utime(images[5], (st.st_atime + 100, st.st_mtime + 100))  # touched: same bytes, new time
+    assert "source list changed" in check_cache(base, 12, 16, None, fingerprint(path_keys(images)))
+
+
+def test_caches_are_written_outside_the_dataset(tmp_path):
+    """data.cache=build on a folders dataset writes under <folder of data.cache_dir>/<name>-<hash>/, not in
+    data.root; a preprocess.py output folder keeps its own cache/; data.cache_root wins."""
+    from core.config import load_config
+    from data import _cache_dir, build_domains
+
+    root = tmp_path / "faces"
+    for d in ("trainA", "trainB", "testA", "testB"):
+        for i in range(2):
+            (root / d).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (20, 20), (i * 90, 5, 9)).save(root / d / f"{i}.png")
+    before = sorted(root.rglob("*"))
+    cfg = load_config("configs/celeba_glasses.yaml", [f"data.root={root}", "data.size=8", "data.crop=null",
+                                                      f"data.cache_dir={tmp_path / 'c' / 'synthetic'}",
+                                                      "data.cache=build"])
+    assert isinstance(build_domains(cfg.data, "train")["a"], CachedImages)
+    assert sorted(root.rglob("*")) == before  # nothing written into the dataset
+    made = list((tmp_path / "c").glob("faces-*/trainA_8_full.u8"))
+    assert len(made) == 1 and made[0].parent == _cache_dir(cfg.data, root)
+    other = tmp_path / "elsewhere" / "faces"
+    assert _cache_dir(cfg.data, other) != _cache_dir(cfg.data, root)  # same folder name, other dataset
+    (root / "preprocess.json").write_text('{"cache": "/anywhere/cache"}')
+    assert _cache_dir(cfg.data, root) == root.resolve() / "cache"
+    cfg.data.cache_root = str(tmp_path / "mine")
+    assert _cache_dir(cfg.data, root) == tmp_path / "mine"
+
+
+def test_cache_off_never_builds(tmp_path):
+    """data.cache=off (YAML's boolean false, read back as 'off') on a real-data loader writes nothing."""
+    from core.config import load_config
+    from data.records import FaceRecords
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    off = load_config("configs/celeba_glasses.yaml", ["data.cache=off"]).data.cache
+    ds = FaceRecords([tmp_path / "a.png"], 8).use_cache(tmp_path / "c", "x", off)
+    assert off == "off" and ds.cache is None and not (tmp_path / "c").exists()
+    with pytest.raises(ValueError, match=r"data.cache must be auto \| build \| require \| off, got False"):
+        FaceRecords([tmp_path / "a.png"], 8).use_cache(tmp_path / "c", "x", False)

@@ -147,3 +147,53 @@ def test_corrupt_image_is_named(celeba, tmp_path):
     ds = CelebA(tmp_path, size=32)
     with pytest.raises(DatasetLayoutError, match="000002.jpg"):
         ds[1]
+
+
+def test_rows_in_another_order_are_matched_by_file_name(celeba, tmp_path):
+    """The identity, partition, landmark and box files may list the images in another order than the
+    attribute file: rows are matched by file name. Reference: torchvision on the files in their order."""
+    base = _copy(celeba, tmp_path)
+    rng = np.random.default_rng(1)
+    for name, head in (("identity_CelebA.txt", 0), ("list_eval_partition.txt", 0),
+                       ("list_landmarks_align_celeba.txt", 2), ("list_bbox_celeba.txt", 2)):
+        _edit(base / name, lambda L: L[:head] + [L[head:][i] for i in rng.permutation(len(L) - head)])
+    for split in ("train", "test", "all"):
+        tv = TorchvisionCelebA(str(celeba), split=split, target_type=["identity", "landmarks", "bbox"],
+                               download=False)
+        ours = CelebA(tmp_path, split=split, size=32)
+        assert [p.rsplit("/", 1)[-1] for p in ours.paths] == list(tv.filename)
+        assert torch.equal(torch.as_tensor(ours.labels["identity"]), tv.identity[:, 0])
+        assert np.array_equal(ours.table.landmarks[ours.rows].reshape(-1, 10), tv.landmarks_align.numpy())
+        assert np.array_equal(ours.table.bbox[ours.rows], tv.bbox.numpy())
+    lines = (base / "list_eval_partition.txt").read_text().splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("000005.jpg"))
+    _edit(base / "list_eval_partition.txt", lambda L: L[:k] + ["000005.jpg 7"] + L[k + 1:])
+    with pytest.raises(DatasetLayoutError, match=rf"list_eval_partition.txt:{k + 1}: partition must be 0, 1 or 2"):
+        read_celeba(tmp_path)
+
+
+def test_official_release_layout(celeba, tmp_path):
+    """The Google-Drive release: Anno/ (attributes, identities, landmarks, boxes), Eval/ (partition),
+    Img/img_align_celeba/ -- read exactly as the flat layout."""
+    src, root = find_root(celeba), tmp_path / "CelebA"
+    for folder, names in (("Anno", ("list_attr_celeba.txt", "identity_CelebA.txt", "list_bbox_celeba.txt",
+                                    "list_landmarks_align_celeba.txt")), ("Eval", ("list_eval_partition.txt",))):
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            shutil.copy(src / name, root / folder / name)
+    (root / "Img").mkdir()
+    (root / "Img" / "img_align_celeba").symlink_to(src / "img_align_celeba")
+    (root / "README.txt").write_text("CelebA dataset\n")
+    flat, official = read_celeba(celeba), read_celeba(root)
+    assert official.files == flat.files and official.image_dir == root / "Img" / "img_align_celeba"
+    for key in ("attrs", "partition", "identity", "landmarks", "bbox"):
+        assert np.array_equal(getattr(official, key), getattr(flat, key)), key
+    ours, ref = CelebA(root, "test", size=16), CelebA(celeba, "test", size=16)
+    assert torch.equal(ours[3]["image"], ref[3]["image"]) and int(ours[3]["identity"]) == int(ref[3]["identity"])
+    cfg = load_config("configs/celeba_glasses.yaml", ["data.name=celeba", f"data.root={tmp_path}", "data.size=16",
+                                                      "data.split_rule=official"])
+    with pytest.raises(DatasetLayoutError, match="not an aligned CelebA folder"):
+        build_domains(cfg.data, "test")  # tmp_path holds CelebA/, not celeba/
+    cfg.data.root = str(root)
+    assert len(build_domains(cfg.data, "test")["a"]) == len(split_domains(flat, "Eyeglasses", "~Eyeglasses",
+                                                                          "official")["testA"])

@@ -12,7 +12,7 @@ CFG = "configs/synth_glasses.yaml"
     (["--config", CFG, "train.steps"], "must look like key.sub=value"),
     (["--config", CFG, "train.stpes=3"], "did you mean 'train.steps'"),
     (["--config", CFG, "data.name=xyz"], "unknown data.name 'xyz'"),
-    (["--config", CFG, "device=gpu"], "device must be auto|cpu|cuda"),
+    (["--config", CFG, "device=gpu"], "must be one of auto | cpu | cuda"),
     (["--config", CFG, "data.attribute=hat"], "not a synthetic content attribute"),
     (["--config", CFG, "--resume", "missing.pt"], "checkpoint not found"),
     (["--config", CFG, "--weights", "w.pt"], "method 'content_ae' reads no pretrained weight files"),

@@ -67,3 +67,100 @@ def test_saved_config_gets_defaults_of_keys_added_later():
     cfg = load_config(None, [], base=saved)
     assert cfg.data.cache == "auto" and cfg.model.clip_norm == 5.0   # today's defaults
     assert cfg.train.steps == 5 and cfg.model.width == 0.5             # the saved run's values
+
+
+# --- fixed-word keys: every documented value round-trips through a file and the command line -----------
+from core.config import CHOICES, CONFIG_DIR  # noqa: E402
+
+SCHEMA_FILES = [CONFIG_DIR / "base.yaml", *sorted((CONFIG_DIR / "methods").glob("*.yaml"))]
+# keys whose comments list words with " | " but that are no fixed-word key: data.name is checked by the
+# method's data builders (each method has its own set), the rest are free text or sections
+NOT_CHOICES = {"data.name": None, "data.attribute": None, "model.dims": None, "data": None}
+DATA_NAMES = {"content_ae": ("synthetic", "folders", "celeba"), "id_mapper": ("w_codes",), "mad": ("synthetic", "real")}
+
+
+def documented_keys(path):
+    """``{dotted key: comment text}`` of a schema file (a key's comment goes on in comment lines indented
+    deeper than the key)."""
+    out, stack, last = {}, [], None
+    for line in path.read_text().splitlines():
+        body, _, comment = line.partition("#")
+        if not body.strip():
+            if last and comment and line.index("#") > last[1]:
+                out[last[0]] += " " + comment.strip()
+            continue
+        indent = len(body) - len(body.lstrip())
+        key = body.strip().split(":", 1)[0]
+        stack = [(i, k) for i, k in stack if i < indent] + [(indent, key)]
+        dotted = ".".join(k for _, k in stack)
+        out[dotted] = comment.strip()
+        last = (dotted, indent) if comment else None
+    return out
+
+
+def schema_comments():
+    """``{(method or None, key): comment}`` over base.yaml and every method file."""
+    out = {}
+    for path in SCHEMA_FILES:
+        method = None if path.name == "base.yaml" else path.stem
+        out.update({(method, k): c for k, c in documented_keys(path).items() if k != "method"})
+    return out
+
+
+def test_every_word_list_in_a_comment_is_a_checked_key():
+    import re
+
+    comments = schema_comments()
+    listed = {k for (_, k), c in comments.items() if " | " in c}
+    assert listed - set(CHOICES) - set(NOT_CHOICES) == set()
+    for key, words in CHOICES.items():  # listed where the key is defined (a method file may only re-set it)
+        where = [comments[(None, key)]] if (None, key) in comments else [c for (_, k), c in comments.items() if k == key]
+        assert where, f"{key} is in no schema file"
+        for c in where:
+            assert all(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", c) for w in words), (key, c)
+
+
+def _round_trip_cases():
+    comments = schema_comments()
+    for key, words in CHOICES.items():
+        method = next(m for (m, k) in comments if k == key) or "content_ae"
+        yield from ((method, key, w) for w in words)
+    for method, words in DATA_NAMES.items():
+        yield from ((method, "data.name", w) for w in words)
+
+
+@pytest.mark.parametrize("method, key, word", list(_round_trip_cases()))
+def test_documented_values_round_trip(tmp_path, method, key, word):
+    """``key=word`` on the command line and ``key: word`` in a YAML file give the same value: the word."""
+    *parents, leaf = key.split(".")
+    text = f"method: {method}\n" + "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parents))
+    (tmp_path / "plain.yaml").write_text(f"method: {method}\n")
+    (tmp_path / "set.yaml").write_text(text + f"{'  ' * len(parents)}{leaf}: {word}\n")
+
+    def get(cfg):
+        for part in key.split("."):
+            cfg = cfg[part]
+        return cfg
+
+    assert get(load_config(tmp_path / "set.yaml")) == word
+    assert get(load_config(tmp_path / "plain.yaml", [f"{key}={word}"])) == word
+
+
+def test_undocumented_values_are_errors_naming_the_source(tmp_path):
+    with pytest.raises(ConfigError, match=r"'data.cache' \(from override 'data.cache=maybe'\) must be one of "
+                                          r"auto \| build \| require \| off, got 'maybe'"):
+        load_config("configs/synth_glasses.yaml", ["data.cache=maybe"])
+    (tmp_path / "x.yaml").write_text("method: content_ae\nmodel:\n  norm: off\n")
+    with pytest.raises(ConfigError, match=r"'model.norm' \(from .*x.yaml\) must be one of .*, got "
+                                          r"false \(YAML reads off/no/on/yes as booleans\)"):
+        load_config(tmp_path / "x.yaml")
+    with pytest.raises(ConfigError, match=r"'data.hflip' .* must be true or false, got 'sometimes'"):
+        load_config("configs/synth_glasses.yaml", ["data.hflip=sometimes"])
+    assert load_config("configs/synth_glasses.yaml", ["data.hflip=off"]).data.hflip is False
+
+
+def test_saved_boolean_off_is_read_as_the_word():
+    """A run saved before values were checked (data.cache stored as false) loads as 'off'."""
+    saved = load_config("configs/synth_glasses.yaml").to_dict()
+    saved["data"]["cache"] = False
+    assert load_config(None, [], base=saved).data.cache == "off"

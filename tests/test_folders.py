@@ -49,7 +49,7 @@ def test_layout_errors(tmp_path):
     with pytest.raises(DatasetLayoutError, match="empty"):
         list_domain(tmp_path, "trainA")
     (tmp_path / "testA.txt").write_text("nope/missing.jpg\n")
-    with pytest.raises(DatasetLayoutError, match="do not exist"):
+    with pytest.raises(DatasetLayoutError, match=r"testA.txt:1: image .*missing.jpg does not exist"):
         list_domain(tmp_path, "testA")
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(DatasetLayoutError, match="bad.jpg"):

@@ -170,8 +170,9 @@ def test_eval_on_folders_with_mask_dir(tmp_path):
     mask[10:20, 8:28] = 255
     for i in (0, 2):
         _png(tmp_path / "masks" / f"testA_{i}.png", mask)
+    # cached domains carry no paths: matched through the lists
     m = tiny("data.name=folders", f"data.root={tmp_path / 'data'}", f"eval.mask_dir={tmp_path / 'masks'}",
-             "data.cache=build")  # cached domains carry no paths: matched through the lists
+             "data.cache=build", f"data.cache_root={tmp_path / 'cache'}")
     from metrics.mask_transfer import evaluate_mask_transfer
 
     rows = evaluate_mask_transfer(m, m.cfg, tmp_path / "ev")

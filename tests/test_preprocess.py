@@ -127,7 +127,9 @@ def test_lists_cache_and_training_config(celeba, tmp_path, capsys):
     (["--attributes", "Eyeglases"], "unknown attribute 'Eyeglases'.*did you mean 'Eyeglasses'"),
     (["--attributes", "Bald & ~Bald"], r"domain A \(Bald & ~Bald\) selects no images"),
     (["--attributes", "Male", "--attributes-b", "Male & Smiling"], "overlap on .* images"),
-    (["--preset", "sunglasses"], "unknown attribute 'sunglasses'"),
+    (["--preset", "sunglasses"], "unknown preset 'sunglasses'"),
+    (["--preset", "glases"], "unknown preset 'glases'; did you mean 'glasses'"),
+    (["--attributes", "facial_hiar"], "unknown attribute 'facial_hiar'.*did you mean the preset 'facial_hair'"),
     (["--preset", "glasses", "--attributes", "Male"], "not both"),
     (["--num-test", "100000"], "too few to hold out 100000"),
 ])

@@ -162,6 +162,14 @@ def test_affectnet_csv(tmp_path):
     x, y = brightest(item["image"])
     assert np.allclose(item["landmarks"][16].numpy(), [x, y], atol=1.5)  # point 0 mirrors to 16 under flip
     assert len(AffectNet(tmp_path, "train", keep_all=True)) == 4 and len(AffectNet(tmp_path, "validation")) == 2
+    (tmp_path / "Manually_Annotated_file_lists").mkdir()  # the release's place for the lists
+    for name in ("training.csv", "validation.csv"):
+        (tmp_path / name).rename(tmp_path / "Manually_Annotated_file_lists" / name)
+    moved = AffectNet(tmp_path, "train", size=48, margins=(0, 0))
+    assert moved.paths == ds.paths and torch.equal(moved[(0, True)]["image"], item["image"])
+    assert len(AffectNet(tmp_path, "validation")) == 2
+    for name in ("training.csv", "validation.csv"):
+        (tmp_path / "Manually_Annotated_file_lists" / name).rename(tmp_path / name)
 
     bad = rows[1].replace(lms, lms.rsplit(";", 2)[0])
     (tmp_path / "training.csv").write_text("\n".join([header, rows[0], bad]) + "\n")
@@ -202,3 +210,23 @@ def test_voxceleb1_lists_and_meta(tmp_path):
     (tmp_path / "dev.csv").write_text("fname,uid\n" + f"{fnames[0]}x,id10001\n")
     with pytest.raises(DatasetLayoutError, match=r"dev.csv:2: frame .* not found"):
         VoxCeleb1(tmp_path, "dev")
+
+
+@pytest.mark.parametrize("layout", ["download", "download-inner", "torchvision"])
+def test_lfw_release_layouts(tmp_path, layout):
+    """The download (lfw/ with pairs.txt beside it; root = either folder) and torchvision's lfw-py/."""
+    import shutil
+
+    inner = make_lfw(tmp_path / "src")
+    base = tmp_path / "x" / "lfw-py" if layout == "torchvision" else tmp_path / "x"
+    images = base / ("lfw-deepfunneled" if layout == "torchvision" else "lfw")
+    shutil.copytree(inner, images)
+    (images / "pairs.txt").rename(base / "pairs.txt")
+    root = images if layout == "download-inner" else tmp_path / "x"
+    ref, got = LFWPairs(inner, size=16), LFWPairs(root, size=16)
+    assert got.same.tolist() == ref.same.tolist() and got.fold.tolist() == ref.fold.tolist()
+    assert torch.equal(got[5]["image2"], ref[5]["image2"])
+    assert LFWPeople(root, size=16).labels["identity"].tolist() == [0, 0, 1, 2, 2, 2]
+    (base / "pairs.txt").unlink()
+    with pytest.raises(DatasetLayoutError, match="LFW pairs file not found"):
+        LFWPairs(root)

@@ -118,6 +118,41 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch, 
     assert ckpt.load(tmp_path / "nan" / ckpt.LATEST)["step"] == 2
 
 
+def test_sigint_exits_130_with_a_resume_hint_and_a_failed_first_attempt_leaves_no_folder(tmp_path, monkeypatch,
+                                                                                         capsys):
+    import signal
+
+    from models.content_ae import ContentAE
+
+    real_step = ContentAE.train_step
+
+    def step(self, batch, step, ctx):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C would, during step 1
+        return real_step(self, batch, step, ctx)
+
+    monkeypatch.setattr(ContentAE, "train_step", step)
+    argv = ["--config", str(ROOT / "configs/synth_glasses.yaml"), f"run.dir={tmp_path}", "run.name=int", *TINY,
+            "train.steps=6", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert train.main(argv) == 130
+    err = capsys.readouterr().err
+    assert "error: stopped by SIGINT at step 2 of 6" in err and "--resume auto" in err
+    assert ckpt.load(tmp_path / "int" / ckpt.LATEST)["step"] == 2
+
+    def broken(self, batch, step, ctx):
+        raise ValueError("a bad value in the first step")
+
+    monkeypatch.setattr(ContentAE, "train_step", broken)
+    assert train.main([*argv, "run.name=fails"]) == 1
+    assert "error: a bad value in the first step" in capsys.readouterr().err
+    assert not (tmp_path / "fails").exists()  # no checkpoint was saved: nothing left that looks like a run
+    (tmp_path / "fails").mkdir()
+    (tmp_path / "fails" / "notes.txt").write_text("mine")
+    assert train.main([*argv, "run.name=fails"]) == 1
+    assert sorted(p.name for p in (tmp_path / "fails").iterdir()) == ["config.yaml", "grids", "meta.json", "notes.txt",
+                                                                     "stats.jsonl", "tensorboard"]  # not ours to remove
+
+
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path):
     import signal
@@ -134,9 +169,11 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]  # an unfinished run is not a success
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]  # `train.py ... && eval.py ...` stops here
     state = ckpt.load(tmp_path / "term" / ckpt.LATEST)
-    assert 4 <= state["step"] < 100000 and "stopped by SIGTERM" in err and "--resume auto" in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert 4 <= state["step"] < 100000 and len(errors) == 1 and "Traceback" not in err
+    assert f"stopped by SIGTERM at step {state['step']} of 100000" in errors[0] and "--resume auto" in errors[0]
     step = state["step"]
     run_train(tmp_path, "term", f"train.steps={step + 2}", "--resume", "auto")
     assert ckpt.load(tmp_path / "term" / ckpt.LATEST)["step"] == step + 2
