@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from core.cli import clear_errors, report, user_errors  # noqa: E402
-from core.loop import pick_device  # noqa: E402
+from core.runtime import pick_device  # noqa: E402
 from data.w_codes import image_path  # noqa: E402
 from models.nets.stylegan2 import load_generator  # noqa: E402
 

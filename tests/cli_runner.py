@@ -76,7 +76,7 @@ def _main(cases_file: str) -> None:
     path = sys.path[1:]  # the interpreter's path without this file's folder
     sys.path.insert(1, str(ROOT))
     import torch  # noqa: F401  -- imported once, shared by every forked child
-    import core.loop  # noqa: F401
+    import core.trainer  # noqa: F401
     import data.celeba  # noqa: F401
 
     codes = []
