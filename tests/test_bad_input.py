@@ -84,21 +84,18 @@ def cases_for(p):
             "scripts/benchmark_loader.py", ["--dir", p["a_file"], "--count", "2"], 2, [str(p["a_file"] / "jpg")]),
         "scripts/benchmark_synthetic.py": (
             "scripts/benchmark_synthetic.py", ["--count", "0"], 2, ["--count must be positive"]),
-        "scripts/compare_content_methods.py": (
-            "scripts/compare_content_methods.py", ["--checkpoints", p["not_ckpt"], "--out", t / "compare"], 2,
-            [str(p["not_ckpt"])]),
         "scripts/convert_mbu_checkpoint.py": (
             "scripts/convert_mbu_checkpoint.py", [p["not_ckpt"], t / "converted.pt"], 2,
             [f"{p['not_ckpt']} is not a readable checkpoint"]),
         "scripts/generate_w_dataset.py": (
             "scripts/generate_w_dataset.py", ["--generator", p["not_ckpt"], "--out", t / "w_out", "--count", "2",
                                               "--device", "cpu"], 1, [str(p["not_ckpt"])]),
-        "scripts/id_swap.py": (
-            "scripts/id_swap.py", ["dirs", "--checkpoint", p["not_ckpt"], "--id-dir", faces / "testA", "--attr-dir",
-                                   faces / "testB", "--out", t / "swap"], 2, [str(p["not_ckpt"])]),
-        "scripts/remove_content.py": (
-            "scripts/remove_content.py", ["--checkpoint", p["not_ckpt"], "--images", faces / "testA", "--out",
-                                          t / "removed"], 2, [str(p["not_ckpt"])]),
+        "infer.py identity_swap": (
+            "infer.py", ["identity_swap", "--checkpoint", p["not_ckpt"], "--identity", faces / "testA",
+                         "--attributes", faces / "testB", "--out", t / "swap"], 2, [str(p["not_ckpt"])]),
+        "infer.py remove": (
+            "infer.py", ["remove", "--checkpoint", p["not_ckpt"], "--images", faces / "testA", "--out",
+                         t / "removed"], 2, [str(p["not_ckpt"])]),
     }
 
 

@@ -63,8 +63,6 @@ def _script(name):
 
 
 @pytest.mark.parametrize("name, argv, message", [
-    ("compare_content_methods", ["--checkpoints", "missing.pt"], "checkpoint not found: missing.pt"),
-    ("remove_content", ["--checkpoint", "missing.pt", "--images", ".", "--out", "x"], "checkpoint not found"),
     ("convert_mbu_checkpoint", ["missing.pt", "out.pt", "x=1"], "unknown config key 'x'"),
     ("generate_w_dataset", ["--generator", "missing.pt", "--out", "x", "--count", "2"], "not found"),
 ])

@@ -20,7 +20,7 @@ def g2g_args(tmp, name, *extra):
     return ["--config", str(ROOT / "configs/g2g_synth.yaml"), f"run.dir={tmp}", f"run.name={name}",
             f"data.cache_dir={tmp / 'cache'}", "data.train_length=24", "data.test_length=8", "data.n_identities=6",
             "data.batch_size=2", "model.class_encoder=small", "model.nf=8", "model.nfd=8", "model.nf_mlp=16",
-            "model.latent_dim=8", "model.n_res_blks=1", "eval.identity_judge=null", "train.log_every=1",
+            "model.latent_dim=8", "model.n_res_blks=1", "eval.identity_judge=null", "eval.analysis_judge=null", "train.log_every=1",
             "train.image_every=3", "train.grid_size=2", "eval.max_images=6", "eval.num_display=3", *extra]
 
 
@@ -150,9 +150,9 @@ def test_eval_table_and_baselines(trained, tmp_path):
     _, run = trained
     assert eval_cli.main(["--checkpoint", str(run / ckpt.LATEST), "--out", str(tmp_path)]) == 0
     rows = {r["result"]: r for r in json.loads((tmp_path / "metrics.json").read_text())}
-    assert set(rows) == {"method", "copy source", "copy target"}
-    assert rows["copy target"]["target_l1"] == 0 and rows["copy source"]["source_l1"] == 0
-    assert rows["copy target"]["source_l1"] == pytest.approx(rows["copy source"]["target_l1"])
+    assert set(rows) == {"method", "copy identity source", "copy attribute source"}  # the identity_swap protocol
+    assert rows["copy attribute source"]["attr_l1"] == 0 and rows["copy identity source"]["id_l1"] == 0
+    assert rows["copy attribute source"]["id_l1"] == pytest.approx(rows["copy identity source"]["attr_l1"])
     assert all(np.isfinite(r["gt_psnr"]) and r["gt_l1"] > 0 for r in rows.values())
     assert np.isfinite(rows["method"]["recon_psnr"])
     assert (tmp_path / "swap_grid.png").is_file() and (tmp_path / "swap_vs_ground_truth.png").is_file()
@@ -256,7 +256,7 @@ def test_celeba_identity_pairs_train_and_eval(tmp_path):
     out = tmp_path / "ev"
     assert eval_cli.main(["--checkpoint", str(tmp_path / "celeba" / "checkpoint-latest.pt"), "--out", str(out)]) == 0
     row = json.loads((out / "metrics.json").read_text())[0]
-    assert "target_l1" in row and "gt_psnr" not in row and (out / "swap_grid.png").is_file()
+    assert "attr_l1" in row and "gt_psnr" not in row and (out / "swap_grid.png").is_file()
     assert not (out / "swap_vs_ground_truth.png").exists()
 
 

@@ -138,29 +138,33 @@ def _write_faces(folder, names, seed):
 
 
 def test_inference_modes(trained, tmp_path, capsys):
-    swap = _script("id_swap")
+    import infer
+
     ck = str(trained / ckpt.LATEST)
     _write_faces(tmp_path / "ids", ["a.png", "b.png"], 0)
     _write_faces(tmp_path / "attrs", ["a.png", "x.jpg", "y.png"], 1)
-    assert swap.main(["dirs", "--checkpoint", ck, "--id-dir", str(tmp_path / "ids"), "--attr-dir",
-                      str(tmp_path / "attrs"), "--out", str(tmp_path / "dirs")]) == 0
+    assert infer.main(["identity_swap", "--checkpoint", ck, "--identity", str(tmp_path / "ids"), "--attributes",
+                       str(tmp_path / "attrs"), "--out", str(tmp_path / "dirs")]) == 0
     outs = sorted(p.name for p in (tmp_path / "dirs").glob("*.png"))
     assert outs == sorted(["grid.png"] + [f"{i}__{a}.png" for i in "ab" for a in "axy"])
     assert Image.open(tmp_path / "dirs" / "a__x.png").size == (32, 32)
-    assert swap.main(["pairs", "--checkpoint", ck, "--id-dir", str(tmp_path / "ids"), "--attr-dir",
-                      str(tmp_path / "attrs"), "--out", str(tmp_path / "pairs")]) == 0
+    assert infer.main(["identity_swap", "--pairs", "--checkpoint", ck, "--identity", str(tmp_path / "ids"),
+                       "--attributes", str(tmp_path / "attrs"), "--out", str(tmp_path / "pairs")]) == 0
     assert [p.name for p in (tmp_path / "pairs").glob("*.png")] == ["a.png"]
     _write_faces(tmp_path / "interp" / "two_ids", ["id0.png", "id1.png", "attr.png"], 2)
     _write_faces(tmp_path / "interp" / "both", ["id0.png", "id1.png", "attr0.png", "attr1.png"], 3)
-    assert swap.main(["interpolate", "--checkpoint", ck, "--input", str(tmp_path / "interp"), "--steps", "4",
-                      "--out", str(tmp_path / "interp_out")]) == 0
+    assert infer.main(["interpolate", "--checkpoint", ck, "--input", str(tmp_path / "interp"), "--steps", "4",
+                       "--out", str(tmp_path / "interp_out")]) == 0
     strip = Image.open(tmp_path / "interp_out" / "two_ids.png")
     grid = Image.open(tmp_path / "interp_out" / "both.png")
     assert strip.size[0] > 3 * strip.size[1] and abs(grid.size[0] - grid.size[1]) <= 4  # 1x4 strip, 4x4 grid
     _write_faces(tmp_path / "bad" / "one", ["id0.png", "portrait.png"], 4)
-    assert swap.main(["interpolate", "--checkpoint", ck, "--input", str(tmp_path / "bad"),
-                      "--out", str(tmp_path / "o")]) == 2
+    assert infer.main(["interpolate", "--checkpoint", ck, "--input", str(tmp_path / "bad"),
+                       "--out", str(tmp_path / "o")]) == 2
     assert "named *id*" in capsys.readouterr().err
+    # a task the method does not implement: one line naming it
+    assert infer.main(["remove", "--checkpoint", ck, "--images", str(tmp_path / "ids"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not implement content_transfer" in capsys.readouterr().err
 
 
 def test_missing_pretrained_networks_are_clear_errors(pipeline, capsys):

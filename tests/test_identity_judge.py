@@ -69,8 +69,8 @@ def test_celeba_run_reports_real_face_identity_similarity(tmp_path):
     assert eval_cli.main(["--checkpoint", str(run / "c" / "checkpoint-latest.pt"), "--out", str(out)]) == 0
     rows = {r["result"]: r for r in json.loads((out / "metrics.json").read_text())}
     assert rows["method"]["judge"] == "dlib face descriptor"
-    assert rows["copy source"]["id_sim"] == pytest.approx(1.0, abs=1e-5)
-    assert rows["copy target"]["id_sim"] < 0.95
+    assert rows["copy identity source"]["id_sim"] == pytest.approx(1.0, abs=1e-5)
+    assert rows["copy attribute source"]["id_sim"] < 0.95
     assert np.isfinite(rows["method"]["id_sim"])
 
 

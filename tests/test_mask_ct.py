@@ -182,8 +182,8 @@ def test_eval_on_folders_with_mask_dir(tmp_path):
 
 
 def test_convert_original_checkpoint_then_remove(tmp_path):
+    import infer
     import scripts.convert_mbu_checkpoint as convert
-    import scripts.remove_content as remove
 
     m = tiny()
     m.train_step(batch(), 0, StepContext(torch.device("cpu")))
@@ -206,18 +206,6 @@ def test_convert_original_checkpoint_then_remove(tmp_path):
 
     _png(tmp_path / "faces" / "x" / "one.png", np.full((40, 30, 3), 90, np.uint8))
     _png(tmp_path / "faces" / "two.jpg", np.full((20, 20, 3), 200, np.uint8))
-    assert remove.main(["--checkpoint", str(dest), "--images", str(tmp_path / "faces"), "--out",
-                        str(tmp_path / "removed")]) == 0
+    assert infer.main(["remove", "--checkpoint", str(dest), "--images", str(tmp_path / "faces"), "--out",
+                       str(tmp_path / "removed")]) == 0
     assert (tmp_path / "removed" / "x" / "one.png").is_file() and (tmp_path / "removed" / "two.png").is_file()
-
-
-def test_compare_script_writes_one_table(tmp_path):
-    import scripts.compare_content_methods as compare
-
-    assert compare.main(["--configs", str(ROOT / "configs/synth_glasses.yaml"),
-                         str(ROOT / "configs/mask_synth_glasses.yaml"), "--steps", "1", "--out", str(tmp_path),
-                         f"data.cache_dir={tmp_path / 'cache'}", *TINY]) == 0
-    rows = json.loads((tmp_path / "comparison.json").read_text())
-    transfer = [r["method"] for r in rows if r["task"] == "transfer"]
-    assert transfer.count("baseline: copy target") == 1 and {"content_ae", "mask_ct"} <= set(transfer)
-    assert "mask_ct" in (tmp_path / "comparison.md").read_text()
