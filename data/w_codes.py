@@ -15,10 +15,12 @@ so train on this data with ``data.hflip: false``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from data.folders import DatasetLayoutError, to_tensor
@@ -28,6 +30,65 @@ META_KEYS = ("count", "size", "style_dim", "n_latent", "truncation", "seed", "ge
 
 def image_path(root: str | Path, i: int) -> Path:
     return Path(root) / "images" / f"{i // 1000:05d}" / f"{i:06d}.png"
+
+
+def z_codes(seed: int, count: int, style_dim: int, batch: int):
+    """Consecutive float32 blocks of the seeded standard-normal sequence (independent of ``batch``)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, count, batch):
+        n = min(batch, count - start)
+        yield start, torch.from_numpy(rng.standard_normal((n, style_dim)).astype(np.float32))
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), the mapping of core.figures: round((x + 1) * 127.5)."""
+    u = torch.floor((img.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8)
+    return u.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def synthesize(g, w_avg, z: torch.Tensor, truncation: float, size: int | None):
+    """(w after truncation (B, style_dim), images uint8 (B, H, W, 3))."""
+    w = g.truncate(g.mapping(z), truncation, w_avg)
+    img = g.synthesis(w, noise_mode="const")
+    if size is not None and size != img.shape[-1]:
+        img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return w, to_uint8(img)
+
+
+def write_w_dataset(g, w_avg, out, count: int, seed: int = 0, truncation: float = 0.7, size: int | None = None,
+                    batch: int = 64, generator: str = "", progress: bool = False) -> Path:
+    """Sample ``count`` (w, image) pairs of generator ``g`` into ``out`` (the layout above; ``meta.json`` last).
+    z_i is row i of ``default_rng(seed).standard_normal((count, style_dim))`` as float32 (the same z for any
+    ``batch``), w_i = w_avg + truncation * (mapping(z_i) - w_avg), image_i = synthesis(w_i) with constant noise,
+    resized to ``size`` if given (bilinear, antialiased)."""
+    out = Path(out)
+    device = next(g.parameters()).device
+    ws = np.empty((count, g.style_dim), np.float32)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=count, unit="img", desc="w dataset")
+    for start, z in z_codes(seed, count, g.style_dim, batch):
+        w, imgs = synthesize(g, w_avg, z.to(device), truncation, size)
+        ws[start:start + len(z)] = w.float().cpu().numpy()
+        for k, im in enumerate(imgs):
+            path = image_path(out, start + k)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(im).save(path)
+        if bar is not None:
+            bar.update(len(z))
+    if bar is not None:
+        bar.close()
+    np.save(out / "w.npy", ws)
+    meta = {"count": count, "size": size or g.size, "style_dim": g.style_dim, "n_latent": g.n_latent,
+            "truncation": truncation, "seed": seed, "generator": generator, "generator_size": g.size,
+            "noise_mode": "const", "z": "numpy default_rng(seed).standard_normal((count, style_dim)) as float32"}
+    tmp = out / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, out / "meta.json")
+    return out
 
 
 def read_meta(root: str | Path) -> dict:

@@ -38,6 +38,18 @@ class Method(nn.Module):
         """The resolution the networks take and give (``data.size`` unless a method says otherwise)."""
         return self.cfg.data.size
 
+    # --- benchmarks and tests ---------------------------------------------------------------------
+    @classmethod
+    def stub_weights(cls, cfg, stub) -> None:
+        """Ask ``stub`` (models/stub_weights.StubWeights) for a random file of every pretrained network ``cfg``
+        needs and leaves null: ``stub.need(config key, kind, writer)``. Methods without weight files: nothing."""
+
+    @classmethod
+    def tiny(cls, tmp) -> tuple[str, list[str]]:
+        """(experiment config, overrides) of a seconds-long CPU run of this method, writing any files it needs
+        (random pretrained weights, data) under ``tmp``: what the contract tests train, resume and evaluate."""
+        raise NotImplementedError(f"{cls.__name__} gives no tiny settings")
+
     # --- data ------------------------------------------------------------------------------------
     @staticmethod
     def datasets(cfg, split: str) -> dict:

@@ -80,6 +80,12 @@ def draw_points(img: torch.Tensor, pts: torch.Tensor, color, radius: int = 1) ->
 
 class FaceNets(Method):
     evaluations = ("face_nets",)
+
+    @classmethod
+    def tiny(cls, tmp):
+        return "configs/face_nets_synth.yaml", [
+            "data.train_length=64", "data.test_length=16", "data.n_identities=4", "data.batch_size=8", "model.id_width=0.25",
+            "model.analysis_width=0.25", "model.id_dim=16", "model.analysis_hidden=32", "model.warmup=2"]
     ema_nets = ("identity", "analysis")
 
     def __init__(self, cfg, device):

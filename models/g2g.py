@@ -72,6 +72,27 @@ class G2G(Method):
         self.optims["gen"] = torch.optim.Adam(gen, lr=m.lr_gen, betas=tuple(m.betas))
         self.optims["dis"] = torch.optim.Adam(self.nets["disc"].parameters(), lr=m.lr_dis, betas=tuple(m.betas))
 
+    @classmethod
+    def stub_weights(cls, cfg, stub) -> None:
+        from models.nets.g2g_nets import ResNet50VGGFace2
+        from models.stub_weights import face_nets_file, state_file, vgg16_file
+
+        m = cfg.model
+        if m.class_encoder == "resnet50_vggface2":
+            stub.need("model.class_weights", "resnet50_vggface2", lambda p: state_file(ResNet50VGGFace2(), p))
+        elif m.class_encoder == "face_nets":
+            stub.need("model.class_weights", "face_nets", face_nets_file)
+        if m.perceptual == "vgg16":
+            stub.need("model.vgg_weights", "vgg16", vgg16_file)
+
+    @classmethod
+    def tiny(cls, tmp):
+        return "configs/g2g_synth.yaml", [
+            "data.train_length=24", "data.test_length=8", "data.n_identities=6", "data.batch_size=2",
+            "model.class_encoder=small", "model.nf=8", "model.nfd=8", "model.nf_mlp=16", "model.latent_dim=8",
+            "model.n_res_blks=1", "eval.identity_judge=null", "eval.analysis_judge=null", "eval.max_images=6",
+            "eval.num_display=3"]
+
     @staticmethod
     def datasets(cfg, split):
         from data.identity_pairs import IdentityPairs, labelled_faces

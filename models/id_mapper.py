@@ -122,6 +122,51 @@ class IdMapper(Method):
         return out
 
     # --- inference -------------------------------------------------------------------------------
+    @classmethod
+    def stub_weights(cls, cfg, stub) -> None:
+        from models.nets.arcface import IRSE50
+        from models.stub_weights import face_nets_file, state_file, stylegan2_file
+
+        m, size = cfg.model, cfg.data.size
+        stub.need("model.generator", f"stylegan2_{size}_w{stub.width:g}",
+                  lambda p: stylegan2_file(p, size, stub.width))
+        if m.identity == "ir_se50":
+            stub.need("model.identity_weights", "ir_se50", lambda p: state_file(IRSE50(), p))
+        else:
+            stub.need("model.identity_weights", "face_nets", face_nets_file)
+        stub.need("model.landmarks_weights", "face_nets", face_nets_file)
+        if m.attr_encoder == "inception_v3":
+            from torchvision.models import inception_v3
+
+            stub.need("model.attr_weights", "inception_v3",
+                      lambda p: state_file(inception_v3(weights=None, aux_logits=True, init_weights=True), p))
+
+    @classmethod
+    def tiny(cls, tmp):
+        """A random 32 px generator (public format), random face nets, a 24-sample W dataset."""
+        from pathlib import Path
+
+        from data.w_codes import write_w_dataset
+        from models.nets.stylegan2 import Generator, save_public_format
+        from models.stub_weights import face_nets_file
+
+        tmp = Path(tmp)
+        gen, face, wdir = tmp / "stylegan2-tiny.pt", tmp / "face_nets-tiny.pt", tmp / "w"
+        if not (wdir / "meta.json").is_file():
+            tmp.mkdir(parents=True, exist_ok=True)
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                g = Generator(32, style_dim=16, n_mlp=2, width=1 / 32)
+                save_public_format(gen, g_ema=g, w_avg=g.mean_w(64))
+                face_nets_file(face, ["model.id_width=0.25", "model.analysis_width=0.25",
+                                      "model.analysis_hidden=32", "model.id_dim=32"])
+                write_w_dataset(g.eval(), g.mean_w(64), wdir, 24, batch=8)
+        return "configs/id_synth.yaml", [
+            f"data.root={wdir}", "data.val_count=8", "data.batch_size=4", f"model.generator={gen}",
+            f"model.identity_weights={face}", f"model.landmarks_weights={face}", f"eval.identity_judge={face}",
+            f"eval.analysis_judge={face}", "model.mapper_hidden=[32]", "model.attr_dim=16", "model.attr_width=0.25",
+            "model.train_real_attr=false", "eval.max_images=6", "eval.num_display=3"]
+
     @property
     def image_size(self) -> int:
         return self.size  # the frozen generator's resolution

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +40,21 @@ def requires_grad(net, flag: bool) -> None:
 
 class StyleGAN2(Method):
     evaluations = ("generation",)
+
+    @classmethod
+    def tiny(cls, tmp):
+        from models.stub_weights import face_nets_file
+
+        judge = Path(tmp) / "face_judge-tiny.pt"
+        if not judge.is_file():
+            Path(tmp).mkdir(parents=True, exist_ok=True)
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                face_nets_file(judge, ["model.id_width=0.25", "model.analysis_width=0.25", "model.id_dim=16"])
+        return "configs/stylegan2_synth.yaml", [
+            "data.train_length=16", "data.test_length=4", "data.batch_size=4", "model.style_dim=16",
+            "model.n_mlp=2", "model.width=0.03125", "model.d_reg_every=2", "model.pl_weight=2", "model.g_reg_every=2",
+            "train.ema_kimg=0.01", f"eval.feature_weights={judge}", "eval.max_images=8", "eval.kid_subset_size=4"]
     ema_nets = ("g",)
 
     def __init__(self, cfg, device):

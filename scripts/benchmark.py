@@ -56,7 +56,6 @@ from data.synthetic import MAX_SIZE as SYNTH_MAX_SIZE  # noqa: E402
 DEFAULT_CONFIGS = ["synth_glasses", "mask_synth_glasses", "celeba_glasses", "mask_celeba_glasses"]
 PAPER_CONFIGS = ["celeba_glasses", "mask_celeba_glasses", "bench/stylegan2_1024", "bench/id_mapper_256",
                  "bench/g2g_224", "bench/mad_256"]
-FACE_NETS_CONFIG = "face_nets_synth"  # the landmark / small identity net the repo trains (no public format)
 DOMAINS = ("a", "b")  # the loop draws data.batch_size images from each; every method reads batch[k]["image"]
 
 
@@ -81,80 +80,16 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _save_state(net: torch.nn.Module, path: Path) -> str:
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, path)
-    return str(path)
-
-
-def _vgg16_file(path: Path) -> str:
-    """torchvision vgg16 state_dict: random conv features; the unused 124M-parameter classifier as zeros."""
-    from torchvision.models import vgg16
-    from torchvision.models.vgg import cfgs, make_layers
-
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in vgg16().state_dict().items()}
-    state = {f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}
-    state.update({k: torch.zeros(shape) for k, shape in shapes.items() if k not in state})
-    torch.save(state, path)
-    return str(path)
-
-
-def _face_nets_file(path: Path) -> str:
-    """A face_nets checkpoint (this repo's format; the only one the landmark net reads), random weights."""
-    from core import checkpoint as ckpt
-    from models.nets.face_small import build_small_nets
-
-    cfg = load_config(resolve_config(FACE_NETS_CONFIG))
-    nets = torch.nn.ModuleDict(build_small_nets(cfg.model, cfg.data.size))
-    ckpt.save_atomic({"format": ckpt.FORMAT, "method": "face_nets", "config": cfg.to_dict(),
-                      "nets": nets.state_dict()}, path)
-    return str(path)
-
-
-def _stylegan2_file(path: Path, size: int, width: float) -> str:
-    """Public StyleGAN2 layout (g_ema, latent_avg, args), config F (style 512, 8 mapping layers, multiplier 2)."""
-    from models.nets.stylegan2 import Generator, save_public_format
-
-    return str(save_public_format(path, Generator(size, 512, 8, 2, width)))
-
-
 def random_weight_overrides(cfg, folder: Path, width: float = 1.0) -> list[str]:
     """``key=path`` overrides for every weight file ``cfg`` needs and leaves null, each written to ``folder``
-    with random weights in the format its loader checks strictly. ``width``: StyleGAN2 channel multiplier."""
-    m, out, made = cfg.model, [], {}
+    with random weights in the format its loader checks strictly (``Method.stub_weights``). ``width``: StyleGAN2
+    channel multiplier."""
+    from models import METHODS
+    from models.stub_weights import StubWeights
 
-    def need(key: str, kind: str, write) -> None:
-        if getattr(m, key.split(".")[-1], None):
-            return
-        if kind not in made:
-            path = folder / f"{kind}.pt"
-            made[kind] = str(path) if path.is_file() else write(path)  # kept from an earlier run (--out)
-        out.append(f"{key}={made[kind]}")
-
-    from models.nets.arcface import IRSE50
-    from models.nets.g2g_nets import ResNet50VGGFace2
-
-    if cfg.method == "id_mapper":
-        need("model.generator", f"stylegan2_{cfg.data.size}_w{width:g}",
-             lambda p: _stylegan2_file(p, cfg.data.size, width))
-        if m.identity == "ir_se50":
-            need("model.identity_weights", "ir_se50", lambda p: _save_state(IRSE50(), p))
-        else:
-            need("model.identity_weights", "face_nets", _face_nets_file)
-        need("model.landmarks_weights", "face_nets", _face_nets_file)
-        if m.attr_encoder == "inception_v3":
-            from torchvision.models import inception_v3
-
-            need("model.attr_weights", "inception_v3",
-                 lambda p: _save_state(inception_v3(weights=None, aux_logits=True, init_weights=True), p))
-    elif cfg.method == "g2g":
-        if m.class_encoder == "resnet50_vggface2":
-            need("model.class_weights", "resnet50_vggface2", lambda p: _save_state(ResNet50VGGFace2(), p))
-        elif m.class_encoder == "face_nets":
-            need("model.class_weights", "face_nets", _face_nets_file)
-        if m.perceptual == "vgg16":
-            need("model.vgg_weights", "vgg16", _vgg16_file)
-    return out
+    stub = StubWeights(cfg, folder, width)
+    METHODS[cfg.method].stub_weights(cfg, stub)
+    return stub.overrides
 
 
 @torch.no_grad()

@@ -18,7 +18,6 @@ A non-empty OUT is refused unless --force, which first removes OUT/meta.json, OU
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -26,15 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
 from core.cli import clear_errors, report, user_errors  # noqa: E402
 from core.runtime import pick_device  # noqa: E402
-from data.w_codes import image_path  # noqa: E402
+from data.w_codes import write_w_dataset  # noqa: E402
 from models.nets.stylegan2 import load_generator  # noqa: E402
 
 
@@ -55,30 +48,6 @@ def parse_args(argv=None):
     return args
 
 
-def z_codes(seed: int, count: int, style_dim: int, batch: int):
-    """Consecutive float32 blocks of the seeded standard-normal sequence (independent of ``batch``)."""
-    rng = np.random.default_rng(seed)
-    for start in range(0, count, batch):
-        n = min(batch, count - start)
-        yield start, torch.from_numpy(rng.standard_normal((n, style_dim)).astype(np.float32))
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), the mapping of core.figures: round((x + 1) * 127.5)."""
-    u = torch.floor((img.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8)
-    return u.permute(0, 2, 3, 1).cpu().numpy()
-
-
-@torch.no_grad()
-def synthesize(g, w_avg, z: torch.Tensor, truncation: float, size: int | None):
-    """(w after truncation (B, style_dim), images uint8 (B, H, W, 3))."""
-    w = g.truncate(g.mapping(z), truncation, w_avg)
-    img = g.synthesis(w, noise_mode="const")
-    if size is not None and size != img.shape[-1]:
-        img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return w, to_uint8(img)
-
-
 def prepare_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} exists and is not a folder")
@@ -91,12 +60,6 @@ def prepare_out(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def write_json_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 @clear_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -107,23 +70,8 @@ def main(argv=None) -> int:
         prepare_out(out, args.force)
     except user_errors() as e:
         return report(e, 1)
-    ws = np.empty((args.count, g.style_dim), np.float32)
-    size = args.size or g.size
-    with tqdm(total=args.count, unit="img", desc="w dataset") as bar:
-        for start, z in z_codes(args.seed, args.count, g.style_dim, args.batch):
-            w, imgs = synthesize(g, w_avg, z.to(device), args.truncation, args.size)
-            ws[start:start + len(z)] = w.float().cpu().numpy()
-            for k, im in enumerate(imgs):
-                path = image_path(out, start + k)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(im).save(path)
-            bar.update(len(z))
-    np.save(out / "w.npy", ws)
-    write_json_atomic({"count": args.count, "size": size, "style_dim": g.style_dim, "n_latent": g.n_latent,
-                       "truncation": args.truncation, "seed": args.seed, "generator": str(args.generator),
-                       "generator_size": g.size, "noise_mode": "const",
-                       "z": "numpy default_rng(seed).standard_normal((count, style_dim)) as float32"},
-                      out / "meta.json")
+    write_w_dataset(g, w_avg, out, args.count, args.seed, args.truncation, args.size, args.batch,
+                    str(args.generator), progress=True)
     print(f"wrote {args.count} samples to {out}")
     return 0
 
