@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from core.cli import clear_errors, report, user_errors
@@ -48,6 +49,7 @@ def training_hooks(method, cfg):
 
 @clear_errors
 def main(argv=None) -> int:
+    started = time.time()
     args = parse_args(argv)
     from core.config import load_config
 
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
         device, run_dir, created = setup(cfg, resume=args.resume, force=args.force)
         try:
             method = build_method(cfg, device)
-            trainer = Trainer(method, cfg, run_dir, training_hooks(method, cfg))
+            trainer = Trainer(method, cfg, run_dir, training_hooks(method, cfg), started)
             trainer.resume_or_init(args.resume, args.init)
             trainer.run()  # a stop by signal raises RunStopped (exit status 128 + its number)
         except BaseException:

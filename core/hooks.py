@@ -61,7 +61,9 @@ class NonFiniteGuard(Hook):
 
 class StatsWriter(Hook):
     """Rank 0: ``stats.jsonl`` and TensorBoard scalars every ``train.log_every`` steps; other hooks log through
-    :meth:`write`. A resumed run drops the lines logged after its checkpoint."""
+    :meth:`write`. Every line has ``time``: wall seconds since the trainer's ``started`` (train.py: the command's
+    start, so building the method and rendering data count), continued over resumes. A
+    resumed run drops the lines logged after its checkpoint."""
 
     name = "stats"
 
@@ -82,11 +84,14 @@ class StatsWriter(Hook):
         self.file = open(path, "w")
         self.file.writelines(ln + "\n" for ln in kept)
         self.t0, self.last = time.time(), tr.step
+        self.start = tr.started - (json.loads(kept[-1]).get("time", 0.0) if kept else 0.0)
 
     def write(self, record: dict) -> None:
         """One stats.jsonl line (``step`` + scalars) and the same scalars in TensorBoard (rank 0 only)."""
         if self.file is None:
             return
+        record = {"step": record["step"], "time": round(time.time() - self.start, 3),
+                  **{k: v for k, v in record.items() if k != "step"}}
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         for k, v in record.items():

@@ -53,6 +53,15 @@ def to_channels_last(method) -> None:
             t.data = t.data.contiguous(memory_format=torch.channels_last)
 
 
+def compile_nets(method, setting) -> None:
+    """``torch.compile`` every network's forward in place (``Module.compile``): parameter names, state_dict
+    keys and checkpoints stay those of the uncompiled nets. ``setting``: true (inductor) or a backend name."""
+    if setting is not True and not isinstance(setting, str):
+        raise ValueError(f"train.compile must be false, true or a torch.compile backend name, got {setting!r}")
+    for net in method.nets.values():
+        net.compile(backend="inductor" if setting is True else setting)
+
+
 def to_device(batch, device, channels_last=False):
     """A (nested) batch on ``device``; uint8 images become floats in [-1, 1]."""
     if isinstance(batch, dict):

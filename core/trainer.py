@@ -11,6 +11,7 @@ and a resumed run restores every RNG just before its first step, so it continues
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from core import dist
 from core.cli import RunError
 from core.config import dump_config
 from core.hooks import default_hooks
-from core.runtime import pick_device, run_metadata, seed_everything, to_channels_last, to_device
+from core.runtime import compile_nets, pick_device, run_metadata, seed_everything, to_channels_last, to_device
 from core.step import StepContext
 from data.sampler import make_stream
 
@@ -90,8 +91,9 @@ def setup(cfg, resume: str | None = None, force: bool = False) -> tuple[torch.de
 class Trainer:
     """Runs ``method.train_step`` for ``cfg.train.steps`` steps with ``hooks`` (default: ``default_hooks()``)."""
 
-    def __init__(self, method, cfg, run_dir: Path, hooks=None):
+    def __init__(self, method, cfg, run_dir: Path, hooks=None, started: float | None = None):
         self.method, self.cfg, self.run_dir = method, cfg, Path(run_dir)
+        self.started = time.time() if started is None else started  # wall clock of stats.jsonl's "time"
         self.device = method.device
         self.rank, self.world = dist.rank(), dist.world_size()
         self.hooks = list(default_hooks() if hooks is None else hooks)
@@ -101,6 +103,8 @@ class Trainer:
         if cfg.channels_last and self.device.type == "cuda":
             to_channels_last(method)
         method.init_ema()
+        if cfg.train.compile:
+            compile_nets(method, cfg.train.compile)
         self.ctx = StepContext(self.device, cfg.amp)
         self.step = self.images = 0
         self.total = cfg.train.steps
