@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 BLANK = None  # use as a cell in ``image_grid`` rows to leave that cell in the pad colour
 
@@ -127,4 +127,26 @@ def save_png(image: np.ndarray | torch.Tensor, path: str | os.PathLike) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def heatmap_png(mat, rows, cols, path, cell: int = 56) -> Path:
+    """A labelled heatmap (values clipped to [0, 1], white -> blue) as PNG."""
+    mat = np.asarray(mat, np.float64)
+    left, top = 90, 24
+    img = Image.new("RGB", (left + cell * mat.shape[1], top + cell * mat.shape[0]), "white")
+    draw = ImageDraw.Draw(img)
+    for j, c in enumerate(cols):
+        draw.text((left + j * cell + 3, 6), c[:9], fill="black")
+    for i, r in enumerate(rows):
+        draw.text((4, top + i * cell + cell // 2 - 5), r[:14], fill="black")
+        for j in range(mat.shape[1]):
+            v = float(np.clip(mat[i, j], 0, 1))
+            colour = tuple(int(255 - v * (255 - c)) for c in (30, 80, 200))
+            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 2, top + (i + 1) * cell - 2)
+            draw.rectangle(box, fill=colour)
+            draw.text((box[0] + 8, box[1] + cell // 2 - 6), f"{mat[i, j]:.2f}", fill="black" if v < 0.6 else "white")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
     return path
