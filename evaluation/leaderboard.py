@@ -209,7 +209,8 @@ def write(board: dict, out_dir) -> dict[str, Path]:
     _atomic_write_text(paths["json"], json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
     figure = {"title": f"leaderboard: {board['task']}",
               "columns": [{**c, "better": c["better"] if c["better"] != "chance" else "none"} for c in board["columns"]],
-              "rows": [{"run": r["row"], "row": r["method"] or "baseline", "numbers": "ours", "values": r["values"]}
+              "rows": [{"run": r["row"], "row": r["method"] or "baseline", "numbers": "ours",
+                        "values": {c["name"]: r["values"].get(c["name"]) for c in board["columns"]}}
                        for r in board["rows"]]}
     draw_figure(figure, paths["png"])
     grid, _ = board["grid"]
