@@ -79,13 +79,10 @@ def evaluate_checkpoint(checkpoint, config=None, overrides=(), out=None, no_ema=
 
 def leaderboard_main(args) -> int:
     """``--leaderboard TASK --runs ...``: every run re-evaluated on one common test set, ranked per column."""
-    from core import checkpoint as ckpt
     from evaluation.leaderboard import leaderboard, write
     from models import load_method
 
-    run_dirs = [r for r in args.runs if not _is_override(r)]
-    overrides = [*args.overrides, *(r for r in args.runs if _is_override(r))]
-    paths = [Path(c) for c in args.checkpoint or []] + [Path(r) / ckpt.LATEST for r in run_dirs]
+    paths, overrides = _run_checkpoints(args)
     if not paths:
         print("error: --leaderboard needs --runs RUN_DIR ... (or --checkpoint FILE, repeated)", file=sys.stderr)
         return 2
@@ -112,6 +109,16 @@ def _is_override(word: str) -> bool:
     return "=" in word and not Path(word).exists()
 
 
+def _run_checkpoints(args) -> tuple[list[Path], list[str]]:
+    """(checkpoint files of --checkpoint and --runs, overrides). --runs takes every following word: key=value
+    words that are not folders are overrides."""
+    from core import checkpoint as ckpt
+
+    run_dirs = [r for r in args.runs if not _is_override(r)]
+    overrides = [*args.overrides, *(r for r in args.runs if _is_override(r))]
+    return [Path(c) for c in args.checkpoint or []] + [Path(r) / ckpt.LATEST for r in run_dirs], overrides
+
+
 def table_main(args) -> int:
     """``--table NAME``: fill a paper table from the runs' metrics (evaluating where needed)."""
     from core import checkpoint as ckpt
@@ -127,10 +134,7 @@ def table_main(args) -> int:
     except TableError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # --runs takes every following word: key=value words that are not folders are overrides
-    run_dirs = [r for r in args.runs if not _is_override(r)]
-    overrides = [*args.overrides, *(r for r in args.runs if _is_override(r))]
-    paths = [Path(c) for c in args.checkpoint or []] + [Path(r) / ckpt.LATEST for r in run_dirs]
+    paths, overrides = _run_checkpoints(args)
     if not paths:
         print("error: --table needs --checkpoint FILE or --runs RUN_DIR ...", file=sys.stderr)
         return 2
