@@ -33,6 +33,13 @@ def latent_disc_step(e1, disc, opt, a, b, ctx, clip_norm) -> float:
 
 class ContentAE(Method):
     ema_nets = ("e1", "e2", "dec")
+    tasks = ("content_transfer",)
+
+    @classmethod
+    def tiny(cls, tmp):
+        return "configs/synth_glasses.yaml", [
+            "data.size=32", "data.train_length=48", "data.test_length=8", "data.batch_size=4", "model.width=0.25",
+            "model.sep=8", "eval.max_images=8", "eval.num_display=3"]
 
     def __init__(self, cfg, device):
         super().__init__(cfg, device)
@@ -53,28 +60,32 @@ class ContentAE(Method):
     def datasets(cfg, split):
         return build_domains(cfg.data, split)
 
-    # --- inference -------------------------------------------------------------------------------
-    def encode(self, x, nets=None):
-        n = nets or self.nets
-        return n["e1"](x), n["e2"](x)
+    # --- inference (the content_transfer task, models/tasks.py) -------------------------------------
+    def encode(self, x):
+        return self.nets["e1"](x), self.nets["e2"](x)
 
-    def decode(self, common, separate, nets=None):
-        n = nets or self.nets
-        return n["dec"](torch.cat([common, separate], dim=1))
+    def decode(self, common, separate):
+        return self.nets["dec"](torch.cat([common, separate], dim=1))
 
     def zero_separate(self, common):
         return common.new_zeros(common.shape[0], self.nets["e2"].dim)
 
-    def transfer(self, src, tgt, nets=None):
-        """``src``'s separate content (e.g. its glasses) onto ``tgt``: Dec([E1(tgt), E2(src)])."""
-        n = nets or self.nets
-        return self.decode(n["e1"](tgt), n["e2"](src), n)
+    def transfer(self, target, source):
+        """``source``'s separate content (e.g. its glasses) onto ``target``: Dec([E1(target), E2(source)])."""
+        return self.decode(self.nets["e1"](target), self.nets["e2"](source))
 
-    def remove(self, x, nets=None):
+    def remove(self, x):
         """Dec([E1(x), 0]): x without its separate content."""
-        n = nets or self.nets
-        c = n["e1"](x)
-        return self.decode(c, self.zero_separate(c), n)
+        c = self.nets["e1"](x)
+        return self.decode(c, self.zero_separate(c))
+
+    def reconstruct(self, x):
+        """Dec([E1(x), E2(x)])."""
+        return self.decode(*self.encode(x))
+
+    def codes(self, x):
+        c, s = self.encode(x)
+        return {"common": c.flatten(1), "separate": s.flatten(1)}
 
     # --- training --------------------------------------------------------------------------------
     def train_step(self, batch, step, ctx):
@@ -107,16 +118,11 @@ class ContentAE(Method):
         return logs
 
     # --- inspection ------------------------------------------------------------------------------
-    @torch.no_grad()
     def sample_grids(self, fixed):
-        nets = self.eval_nets()
         a, b = fixed["a"], fixed["b"]
-        transfer = [[None] + list(b)]
-        for i in range(a.shape[0]):
-            src = a[i:i + 1].expand_as(b)
-            transfer.append([a[i]] + list(self.transfer(src, b, nets).float()))
-        removal = [list(a), list(self.remove(a, nets).float()),
-                   list(b), list(self.decode(nets["e1"](b), self.zero_separate(nets["e1"](b)), nets).float())]
-        for net in self.nets.values():
-            net.train()
+        with self.inference():
+            transfer = [[None] + list(b)]
+            for i in range(a.shape[0]):
+                transfer.append([a[i]] + list(self.transfer(b, a[i:i + 1].expand_as(b)).float()))
+            removal = [list(a), list(self.remove(a).float()), list(b), list(self.remove(b).float())]
         return {"transfer": transfer, "removal_and_recon": removal}

@@ -30,6 +30,14 @@ LOSS_WEIGHTS = {
 
 class MaskContentTransfer(Method):
     ema_nets = ("e1", "e2", "d_a", "d_b")
+    tasks = ("content_transfer",)
+    evaluations = ("content_transfer", "mask_segmentation")
+
+    @classmethod
+    def tiny(cls, tmp):
+        return "configs/mask_synth_glasses.yaml", [
+            "data.size=32", "data.train_length=16", "data.test_length=8", "data.batch_size=4", "model.width=0.25",
+            "model.sep=8", "eval.max_images=8", "eval.num_display=3"]
 
     def __init__(self, cfg, device):
         super().__init__(cfg, device)
@@ -61,44 +69,48 @@ class MaskContentTransfer(Method):
     def zero_separate(self, common):
         return common.new_zeros(common.shape[0], self.nets["e2"].dim)
 
-    def encode(self, x, nets=None):
-        n = nets or self.nets
-        return n["e1"](x), n["e2"](x)
+    def encode(self, x):
+        return self.nets["e1"](x), self.nets["e2"](x)
 
-    def shaved(self, common, nets=None):
+    def shaved(self, common):
         """D_A([common, 0]): the image without separate content."""
-        n = nets or self.nets
-        return n["d_a"](torch.cat([common, self.zero_separate(common)], 1))
+        return self.nets["d_a"](torch.cat([common, self.zero_separate(common)], 1))
 
-    def decode(self, common, separate, nets=None):
+    def decode(self, common, separate):
         """Image from codes alone: D_B([common, separate], bg=D_A([common, 0])) (the Recon1 path)."""
-        n = nets or self.nets
-        return n["d_b"](torch.cat([common, separate], 1), self.shaved(common, n))[0]
+        return self.nets["d_b"](torch.cat([common, separate], 1), self.shaved(common))[0]
 
-    def blend(self, src, tgt, nets=None):
-        """D_B([E1(tgt), E2(src)], bg=tgt) -> (image, mask (B, 1, H, W))."""
-        n = nets or self.nets
-        return n["d_b"](torch.cat([n["e1"](tgt), n["e2"](src)], 1), tgt)
+    def blend(self, target, source):
+        """D_B([E1(target), E2(source)], bg=target) -> (image, mask (B, 1, H, W))."""
+        return self.nets["d_b"](torch.cat([self.nets["e1"](target), self.nets["e2"](source)], 1), target)
 
-    def transfer(self, src, tgt, nets=None):
-        """``src``'s separate content (e.g. its glasses) painted onto ``tgt`` through the mask."""
-        return self.blend(src, tgt, nets)[0]
+    # --- the content_transfer task (models/tasks.py) -----------------------------------------------
+    def transfer(self, target, source):
+        """``source``'s separate content (e.g. its glasses) painted onto ``target`` through the mask."""
+        return self.blend(target, source)[0]
 
-    def masks(self, src, tgt, nets=None):
+    def masks(self, target, source):
         """Soft mask (B, 1, H, W) in [0, 1] of that transfer; ``masks(x, x)`` segments x's content."""
-        return self.blend(src, tgt, nets)[1]
+        return self.blend(target, source)[1]
 
-    def remove(self, x, nets=None):
+    def remove(self, x):
         """D_A([E1(x), 0]) inside x's self-mask, x outside; the mask is binarised at
         ``model.removal_threshold`` (null: soft). The original removal.py fed D_A [E1(x), E2(x)], a code
         D_A never saw in training; we use [E1(x), 0] as in training."""
-        n = nets or self.nets
-        c, s = self.encode(x, n)
-        _, mask = n["d_b"](torch.cat([c, s], 1), x)
+        c, s = self.encode(x)
+        _, mask = self.nets["d_b"](torch.cat([c, s], 1), x)
         t = self.cfg.model.removal_threshold
         if t is not None:
             mask = (mask >= t).to(x.dtype)
-        return self.shaved(c, n) * mask + x * (1 - mask)
+        return self.shaved(c) * mask + x * (1 - mask)
+
+    def reconstruct(self, x):
+        """D_B([E1(x), E2(x)], bg=D_A([E1(x), 0])): x from its codes alone."""
+        return self.decode(*self.encode(x))
+
+    def codes(self, x):
+        c, s = self.encode(x)
+        return {"common": c.flatten(1), "separate": s.flatten(1)}
 
     # --- training --------------------------------------------------------------------------------
     def train_step(self, batch, step, ctx):
@@ -143,20 +155,16 @@ class MaskContentTransfer(Method):
         return logs
 
     # --- inspection ------------------------------------------------------------------------------
-    @torch.no_grad()
     def sample_grids(self, fixed):
-        nets = self.eval_nets()
         a, b = fixed["a"], fixed["b"]
-        transfer, masks = [[None] + list(b)], [[None] + list(b)]
-        for i in range(a.shape[0]):
-            out, mask = self.blend(a[i:i + 1].expand_as(b), b, nets)
-            transfer.append([a[i]] + list(out.float()))
-            masks.append([a[i]] + list(mask.float() * 2 - 1))
-        rows = []
-        for x in (a, b):
-            mask = self.masks(x, x, nets).float()
-            rows += [list(x), list(mask * 2 - 1), list(self.remove(x, nets).float()),
-                     list(self.shaved(nets["e1"](x), nets).float())]
-        for net in self.nets.values():
-            net.train()
+        transfer, masks, rows = [[None] + list(b)], [[None] + list(b)], []
+        with self.inference():
+            for i in range(a.shape[0]):
+                out, mask = self.blend(b, a[i:i + 1].expand_as(b))
+                transfer.append([a[i]] + list(out.float()))
+                masks.append([a[i]] + list(mask.float() * 2 - 1))
+            for x in (a, b):
+                mask = self.masks(x, x).float()
+                rows += [list(x), list(mask * 2 - 1), list(self.remove(x).float()),
+                         list(self.shaved(self.nets["e1"](x)).float())]
         return {"transfer": transfer, "transfer_masks": masks, "self_mask_removal_shaved": rows}

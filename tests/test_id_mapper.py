@@ -116,10 +116,10 @@ def test_eval_scores_against_ground_truth(trained, tmp_path, capsys):
 def test_ground_truth_pairs_match_the_renderer(pipeline):
     from core.config import load_config
     from data.synthetic import render, swap
-    from metrics.id_disentangle import synthetic_pairs
+    from data.synthetic.counterfactual import identity_swap_pairs
 
     cfg = load_config(ROOT / "configs/id_synth.yaml", [f"data.cache_dir={pipeline['tmp'] / 'cache'}"])
-    pairs = synthetic_pairs(cfg, 32, 5)
+    pairs = identity_swap_pairs(cfg.data, 5, 32)
     from data.synthetic import SyntheticFaces
 
     ids = SyntheticFaces(32, 5, cfg.data.seed, "id-eval-identity", cfg.data.n_identities)

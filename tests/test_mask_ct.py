@@ -76,7 +76,7 @@ def test_blend_semantics():
     final = m.nets["d_b"].net[-1]
     with torch.no_grad():
         final.bias[0] = -1e4  # mask 0 everywhere: transfer returns the target, removal the input
-        assert torch.equal(m.transfer(x, y), y) and torch.equal(m.remove(x), x)
+        assert torch.equal(m.transfer(y, x), y) and torch.equal(m.remove(x), x)
         final.bias[0] = 1e4  # mask 1: removal is D_A([E1(x), 0]) (not [E1(x), E2(x)] as removal.py did)
         assert torch.equal(m.remove(x), m.shaved(m.nets["e1"](x)))
 
@@ -173,9 +173,9 @@ def test_eval_on_folders_with_mask_dir(tmp_path):
     # cached domains carry no paths: matched through the lists
     m = tiny("data.name=folders", f"data.root={tmp_path / 'data'}", f"eval.mask_dir={tmp_path / 'masks'}",
              "data.cache=build", f"data.cache_root={tmp_path / 'cache'}")
-    from metrics.mask_transfer import evaluate_mask_transfer
+    from evaluation import evaluate
 
-    rows = evaluate_mask_transfer(m, m.cfg, tmp_path / "ev")
+    rows = evaluate(m, m.cfg, tmp_path / "ev")
     seg = [r for r in rows if r["task"] == "segmentation a (self-mask)"]
     assert len(seg) == 1 and seg[0]["images"] == 2 and 0 <= seg[0]["iou"] <= 1
     assert (tmp_path / "ev" / "mask_overlay.png").is_file() and not hasattr(m.datasets(m.cfg, "test")["a"], "paths")

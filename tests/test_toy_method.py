@@ -1,7 +1,6 @@
 """Adding a method is a one-class job: a toy content-transfer method (a class and a YAML, both here) trains,
 resumes, evaluates through its declared task and appears in that task's leaderboard, with no edit elsewhere."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
