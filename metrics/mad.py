@@ -169,36 +169,42 @@ def synthetic_verification(parts: dict, ids, keys) -> dict:
     return verification_accuracy(((code[i] - code[j]) ** 2).sum(1), same, fold)
 
 
-def _batched_parts(method, nets, images, bs) -> dict:
-    chunks = [method.encode(images[i:i + bs].to(method.device), nets) for i in range(0, len(images), bs)]
-    return {k: torch.cat([c[k] for c in chunks]).float().cpu() for k in PART_KEYS}
-
-
-def _stack(ds, key, n, start=0):
-    return torch.stack([ds[i][key] for i in range(start, start + n)])
+def _encode_items(method, nets, ds, indices, bs, keys=("image",)) -> dict:
+    """``{key: {part: (N, d) tensor}}`` of ``ds[i][key]`` for ``i`` in ``indices``: items are loaded and encoded
+    ``bs`` at a time, so only one batch of images is ever in memory (LFW's 6,000 pairs at 256 px would take
+    ~16 GB stacked)."""
+    chunks = {k: [] for k in keys}
+    for s in range(0, len(indices), bs):
+        items = [ds[int(i)] for i in indices[s:s + bs]]
+        for k in keys:
+            chunks[k].append(method.encode(torch.stack([it[k] for it in items]).to(method.device), nets))
+    return {k: {p: torch.cat([c[p] for c in cs]).float().cpu() for p in PART_KEYS} for k, cs in chunks.items()}
 
 
 def lfw_verification(method, nets, root, size, bs, max_pairs=None) -> dict:
-    """LFW pairs (official folds kept): squared L2 distance of the identity parts, k-fold accuracy."""
+    """LFW pairs (official folds kept): squared L2 distance of the identity parts, k-fold accuracy. Each distinct
+    image of the pairs is encoded once, streamed in batches."""
     from data.lfw import LFWPairs
 
     pairs = LFWPairs(root, size=size)
     n = len(pairs) if max_pairs is None else min(max_pairs, len(pairs))
-    a = _batched_parts(method, nets, _stack(pairs, "image", n), bs)["identity"]
-    b = _batched_parts(method, nets, _stack(pairs, "image2", n), bs)["identity"]
+    used, where = np.unique(np.concatenate([pairs.a[:n], pairs.b[:n]]), return_inverse=True)
+    ident = _encode_items(method, nets, pairs.records, used, bs)["image"]["identity"]
+    a, b = ident[where[:n]], ident[where[n:]]
     dist = ((a - b) ** 2).sum(1).numpy()
     return verification_accuracy(dist, pairs.same[:n], pairs.fold[:n], np.arange(0, 4.0001, 0.01))
 
 
 def expression_accuracy(method, nets, root, size, bs, max_images=4000) -> dict:
-    """AffectNet: linear probe on the expression part, trained on the training split, scored on validation."""
+    """AffectNet: linear probe on the expression part, trained on the training split, scored on validation
+    (images streamed in batches)."""
     from data.affectnet import AffectNet
 
     feats, labels = [], []
     for split in ("train", "validation"):
         ds = AffectNet(root, split, size=size)
         n = min(max_images, len(ds))
-        feats.append(_batched_parts(method, nets, _stack(ds, "image", n), bs)["expression"])
+        feats.append(_encode_items(method, nets, ds, np.arange(n), bs)["image"]["expression"])
         labels.append(ds.labels["expression"][:n])
     return linear_probe(feats[0], labels[0], feats[1], labels[1])
 
@@ -223,8 +229,8 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     nets = method.eval_nets(use_ema)
     ds = synthetic_test(cfg, cfg.eval.max_images)
     n = len(ds)
-    x = _stack(ds, "image", n)
-    parts = {k: v.double().numpy() for k, v in _batched_parts(method, nets, x, cfg.eval.batch_size).items()}
+    parts = {k: v.double().numpy() for k, v in
+             _encode_items(method, nets, ds, np.arange(n), cfg.eval.batch_size)["image"].items()}
     truth = {k: ds.tables[False][k][:n] for k in FACTOR_KEYS}  # unflipped ground truth, as ds[i] carries it
     r2 = r2_matrix(parts, truth, n // 2)
     out_dir = Path(out_dir)
@@ -244,10 +250,11 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
         err = parts["pose"][:, targets.index(2)] - truth["pose"][:, 2]
         row["roll_error_deg"] = float(np.degrees(np.abs(err)).mean())
     row["r2_offdiag_mean"] = float((r2.sum() - sum(row[f"r2_{p}->{p}"] for p in parts)) / (r2.size - len(parts)))
+    k = min(cfg.eval.num_display, n // 2)
+    x = torch.stack([ds[i]["image"] for i in range(min(n, max(cfg.eval.batch_size, 2 * k)))])  # recon + grid
     with torch.no_grad():
         rec = method.reconstruct(x[:cfg.eval.batch_size].to(method.device), nets).float().cpu()
     row["recon_l1"] = float((rec - x[:len(rec)]).abs().mean())
-    k = min(cfg.eval.num_display, n // 2)
     save_png(image_grid(swap_grid(method, nets, x[:k].to(method.device), x[k:2 * k].to(method.device))),
              out_dir / "swap_grid.png")
     rows = [row]
