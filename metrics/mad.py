@@ -22,6 +22,7 @@ from metrics.probe import linear_probe, ridge_probe
 from metrics.tables import markdown_table
 
 PART_KEYS = ("pose", "identity", "style", "expression")
+POSE_VALUES = ("tx", "ty", "roll", "scale")  # data.synthetic.factor_vectors' pose group
 
 
 # --- DCI -----------------------------------------------------------------------------------------
@@ -236,7 +237,11 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = [{"part": p, **{f"R2 {g}": r2[i, j] for j, g in enumerate(truth)}} for i, p in enumerate(parts)]
-    (out_dir / "disentanglement.md").write_text(markdown_table(table) + "\n")
+    h = n // 2  # where pose sits: R^2 of each part for each pose value (tx, ty, roll, scale)
+    per_pose = [{"part": p, **{f"R2 {v}": r for v, r in zip(POSE_VALUES, ridge_probe(
+        parts[p][:h], truth["pose"][:h], parts[p][h:], truth["pose"][h:])["r2"])}} for p in parts]
+    (out_dir / "disentanglement.md").write_text(markdown_table(table) + "\n\nPose values:\n\n"
+                                                + markdown_table(per_pose) + "\n")
     heatmap_png(r2, [f"{p} ({method.dims[p]})" for p in parts], list(truth), out_dir / "disentanglement.png")
     code = np.concatenate([parts[k] for k in PART_KEYS], 1)
     row = {"data": f"synthetic test ({n})", "dci_disentanglement": dci_disentanglement(importance_matrix(code, truth)),

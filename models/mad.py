@@ -23,6 +23,7 @@ cycle and augmentation losses using only the parts it labels (``REAL_PARTS``).
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -301,8 +302,10 @@ class MAD(Method):
         n = self.nets
         perm = torch.randperm(parts[factor].shape[0], device=parts[factor].device)
         mixed = {k: (v.detach()[perm] if k == factor else v.detach()) for k, v in parts.items()}
-        img = _frozen(n["p"], n["g"](mixed))  # P never gets a share of L_I (spec B.4)
-        z2 = _frozen(n["q"], img) if self.cfg.model.phase == "disentangle" else n["q"](img)
+        joint = self.cfg.model.phase == "joint"
+        p_learns = joint and self.cfg.model.cycle_trains_p  # the original: P never gets a share of L_I (spec B.4)
+        img = (n["p"] if p_learns else partial(_frozen, n["p"]))(n["g"](mixed))
+        z2 = n["q"](img) if joint else _frozen(n["q"], img)
         again = n["e"](z2)
         keys = [k for k in PARTS if k != "pose"]
         cyc = F.l1_loss(torch.cat([again[k] for k in keys], 1), torch.cat([mixed[k] for k in keys], 1))

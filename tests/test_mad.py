@@ -90,7 +90,8 @@ def test_eval_writes_table_heatmap_and_grid(phases):
     assert eval_cli.main(["--checkpoint", str(tmp / "joint" / "checkpoint-latest.pt"), "--out", str(out)]) == 0
     for f in ("disentanglement.md", "disentanglement.png", "swap_grid.png", "metrics.json"):
         assert (out / f).is_file(), f
-    assert "R2 identity" in (out / "disentanglement.md").read_text()
+    text = (out / "disentanglement.md").read_text()
+    assert "R2 identity" in text and "R2 scale" in text  # the second table: each part -> each pose value
     row = json.loads((out / "metrics.json").read_text())[0]
     for key in ("dci_disentanglement", "mig", "verif_identity", "verif_other_parts", "roll_error_deg"):
         assert key in row, key
@@ -580,3 +581,19 @@ def test_joint_resume_is_bit_exact(tmp_path):
     assert a.keys() == b.keys() and any(k.startswith("opt.q.") for k in a)
     diff = [k for k in a if not torch.equal(a[k], b[k])]
     assert not diff, diff[:5]
+
+
+def test_p_gets_no_share_of_the_disentanglement_loss_unless_asked(tmp_path):
+    from models.mad import source_labels
+
+    for trains_p in (False, True):
+        mad, cfg = _tiny_mad("joint", f"data.cache_dir={tmp_path}", f"model.cycle_trains_p={trains_p}")
+        mad._set_modes("joint")
+        b = flatten_groups(_tiny_batch(cfg)["faces"])
+        z = mad.nets["q"](b["image"])
+        loss, _ = mad._disent_losses(z, mad.nets["e"](z), {"faces": (slice(None), source_labels("faces", b))}, 0, {})
+        grads = torch.autograd.grad(loss, [*mad.nets["p"].parameters(), *mad.nets["q"].parameters()],
+                                    allow_unused=True)
+        n_p = len(list(mad.nets["p"].parameters()))
+        p_grad = sum(float(g.abs().sum()) for g in grads[:n_p] if g is not None)
+        assert (p_grad > 0) == trains_p and sum(float(g.abs().sum()) for g in grads[n_p:] if g is not None) > 0
