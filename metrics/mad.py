@@ -220,6 +220,28 @@ def swap_grid(method, nets, a, b) -> list[list[torch.Tensor]]:
     return [[c[i].float().clamp(-1, 1) for c in cols] for i in range(a.shape[0])]
 
 
+def _r2(pred, y) -> float:
+    """Mean over columns of 1 - SS_res / SS_tot (about each column's mean)."""
+    pred, y = np.asarray(pred, np.float64), np.asarray(y, np.float64)
+    return float(np.mean(1.0 - ((y - pred) ** 2).sum(0) / np.maximum(((y - y.mean(0)) ** 2).sum(0), 1e-12)))
+
+
+def pose_swap(method, nets, parts: dict, pose, bs: int, seed: int = 0) -> dict:
+    """Does decoding follow the pose part? Each image's pose part is replaced by another image's (a seeded
+    permutation), decoded and re-encoded. R^2 of the re-encoded pose head against the donor's true pose values
+    (``pose``: the regressed targets; 1 = the image took the donor's pose) and against its own; as the ceiling,
+    the same for the unswapped reconstruction."""
+    t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in parts.items()}
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(pose)))
+    out = {}
+    for name, code in (("swap", {**t, "pose": t["pose"][perm]}), ("recon", t)):
+        heads = [method.encode(method.decode({k: v[i:i + bs].to(method.device) for k, v in code.items()}, nets),
+                               nets)["pose"].float().cpu() for i in range(0, len(pose), bs)]
+        out[name] = torch.cat(heads).numpy()
+    return {"pose_swap_r2_donor": _r2(out["swap"], pose[perm.numpy()]), "pose_swap_r2_own": _r2(out["swap"], pose),
+            "pose_recon_r2": _r2(out["recon"], pose)}
+
+
 def synthetic_test(cfg, n):
     d = cfg.data
     faces = SyntheticFaces(d.size, min(n, d.test_length), d.seed, "test", d.n_identities, cache_dir=d.cache_dir)
@@ -250,11 +272,13 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     row["verif_identity"] = synthetic_verification(parts, ids, ["identity"])["accuracy"]
     row["verif_other_parts"] = synthetic_verification(parts, ids, [k for k in PART_KEYS if k != "identity"])["accuracy"]
     row.update({f"r2_{p}->{p}": r2[i, list(truth).index(p)] for i, p in enumerate(parts)})
-    targets = list(cfg.model.pose_targets)
-    if 2 in targets:  # the pose head regresses the synthetic roll (radians) directly: the paper's pose error
-        err = parts["pose"][:, targets.index(2)] - truth["pose"][:, 2]
+    targets, scale = list(cfg.model.pose_targets), cfg.model.pose_target_scale
+    if 2 in targets:  # the pose head regresses the synthetic roll (radians, x scale): the paper's pose error
+        err = parts["pose"][:, targets.index(2)] / scale - truth["pose"][:, 2]
         row["roll_error_deg"] = float(np.degrees(np.abs(err)).mean())
     row["r2_offdiag_mean"] = float((r2.sum() - sum(row[f"r2_{p}->{p}"] for p in parts)) / (r2.size - len(parts)))
+    with torch.no_grad():
+        row.update(pose_swap(method, nets, parts, truth["pose"][:, targets] * scale, cfg.eval.batch_size))
     k = min(cfg.eval.num_display, n // 2)
     x = torch.stack([ds[i]["image"] for i in range(min(n, max(cfg.eval.batch_size, 2 * k)))])  # recon + grid
     with torch.no_grad():

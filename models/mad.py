@@ -92,7 +92,7 @@ def label_triplets(labels, neg_rank_min, classes=None, class_distance=0.0):
 def feature_loss(part: str, emb, batch, m) -> torch.Tensor:
     """L_f of one part: pose regression (MSE), else a triplet loss (spec B.4)."""
     if part == "pose":
-        return F.mse_loss(emb, batch["f_pose"][:, list(m.pose_targets)])
+        return F.mse_loss(emb, batch["f_pose"][:, list(m.pose_targets)] * m.pose_target_scale)
     if part == "identity":
         pos, neg, valid = identity_triplets(emb, batch["identity"], m.hard_negatives)
         return _triplet_idx(emb, pos, neg, valid, m)

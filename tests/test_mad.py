@@ -93,7 +93,8 @@ def test_eval_writes_table_heatmap_and_grid(phases):
     text = (out / "disentanglement.md").read_text()
     assert "R2 identity" in text and "R2 scale" in text  # the second table: each part -> each pose value
     row = json.loads((out / "metrics.json").read_text())[0]
-    for key in ("dci_disentanglement", "mig", "verif_identity", "verif_other_parts", "roll_error_deg"):
+    for key in ("dci_disentanglement", "mig", "verif_identity", "verif_other_parts", "roll_error_deg",
+                "pose_swap_r2_donor", "pose_swap_r2_own", "pose_recon_r2"):
         assert key in row, key
 
 
@@ -162,6 +163,32 @@ class _Spy(_Fixed):
     def encode(self, x, nets=None):
         self.largest = max(self.largest, x.shape[0])
         return super().encode(x, nets)
+
+
+class _PoseFromPart(_Fixed):
+    """Decodes to an image whose mean colour is the pose part (re-encoding returns it): the ideal decoder; with
+    ``leak`` it renders the pose leaked into the style part instead (style = pose @ leak), ignoring the pose part."""
+
+    def __init__(self, leak=None):
+        self.back = None if leak is None else torch.linalg.pinv(torch.as_tensor(leak, dtype=torch.float32))
+
+    def decode(self, parts, nets=None):
+        pose = parts["pose"] if self.back is None else parts["style"] @ self.back
+        return pose[:, :, None, None].expand(-1, -1, 4, 4)
+
+
+def test_pose_swap_scores_a_decoder_that_follows_or_ignores_the_pose_part():
+    from metrics.mad import pose_swap
+
+    rng = np.random.default_rng(0)
+    pose, leak = rng.normal(size=(200, 3)), rng.normal(size=(3, 32))
+    parts = {"pose": pose, "identity": rng.normal(size=(200, 32)), "style": pose @ leak,
+             "expression": rng.normal(size=(200, 32))}
+    follows = pose_swap(_PoseFromPart(), None, parts, pose, 64)
+    assert follows["pose_swap_r2_donor"] == pytest.approx(1.0, abs=1e-5) and follows["pose_swap_r2_own"] < 0.1
+    ignores = pose_swap(_PoseFromPart(leak), None, parts, pose, 64)
+    assert ignores["pose_swap_r2_own"] == pytest.approx(1.0, abs=1e-4) and ignores["pose_swap_r2_donor"] < 0.1
+    assert follows["pose_recon_r2"] == pytest.approx(1.0, abs=1e-5) == ignores["pose_recon_r2"]
 
 
 def test_lfw_and_affectnet_paths(tmp_path):
@@ -597,3 +624,12 @@ def test_p_gets_no_share_of_the_disentanglement_loss_unless_asked(tmp_path):
         n_p = len(list(mad.nets["p"].parameters()))
         p_grad = sum(float(g.abs().sum()) for g in grads[:n_p] if g is not None)
         assert (p_grad > 0) == trains_p and sum(float(g.abs().sum()) for g in grads[n_p:] if g is not None) > 0
+
+
+def test_pose_target_scale_multiplies_the_regression_targets():
+    from models.mad import feature_loss
+
+    m = load_config(ROOT / "configs/mad_synth_ae.yaml", ["model.pose_target_scale=10"]).model
+    batch = {"f_pose": torch.tensor([[0.1, -0.2, 0.05, 1.4], [0.0, 0.1, -0.1, 1.3]])}
+    emb = torch.tensor([[1.0, -2.0, 0.0], [0.0, 0.0, 0.0]])
+    assert feature_loss("pose", emb, batch, m).item() == pytest.approx((0.5 ** 2 + 1 + 1) / 6)
