@@ -106,6 +106,20 @@ def r2_matrix(parts: dict, truth: dict, n_train: int, alpha: float = 1.0) -> np.
     return out
 
 
+def variance_share_matrix(parts: dict, truth: dict, n_train: int, alpha: float = 1.0) -> np.ndarray:
+    """The reverse probe: share of each part's variance (rows) that a ridge probe from each ground-truth group
+    (cols) explains on the test rows, i.e. the variance-weighted R^2 over the part's dims. Where ``r2_matrix``
+    asks whether a factor can be read from a part (scale-free: a faint but clean trace reads well), this asks
+    how much of the part that factor is."""
+    out = np.zeros((len(parts), len(truth)))
+    for i, p in enumerate(parts.values()):
+        var = np.asarray(p[n_train:], np.float64).var(0)
+        for j, t in enumerate(truth.values()):
+            r2 = ridge_probe(t[:n_train], p[:n_train], t[n_train:], p[n_train:], alpha)["r2"]
+            out[i, j] = float((r2 * var).sum() / max(var.sum(), 1e-12))
+    return out
+
+
 def heatmap_png(mat, rows, cols, path, cell: int = 56) -> Path:
     """A labelled heatmap (values clipped to [0, 1], white -> blue) as PNG."""
     mat = np.asarray(mat, np.float64)
@@ -262,8 +276,12 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     h = n // 2  # where pose sits: R^2 of each part for each pose value (tx, ty, roll, scale)
     per_pose = [{"part": p, **{f"R2 {v}": r for v, r in zip(POSE_VALUES, ridge_probe(
         parts[p][:h], truth["pose"][:h], parts[p][h:], truth["pose"][h:])["r2"])}} for p in parts]
-    (out_dir / "disentanglement.md").write_text(markdown_table(table) + "\n\nPose values:\n\n"
-                                                + markdown_table(per_pose) + "\n")
+    share = variance_share_matrix(parts, truth, h)
+    shares = [{"part": p, **{f"share {g}": share[i, j] for j, g in enumerate(truth)}} for i, p in enumerate(parts)]
+    (out_dir / "disentanglement.md").write_text(
+        markdown_table(table) + "\n\nPose values:\n\n" + markdown_table(per_pose)
+        + "\n\nShare of each part's variance explained by each factor group (reverse probe):\n\n"
+        + markdown_table(shares) + "\n")
     heatmap_png(r2, [f"{p} ({method.dims[p]})" for p in parts], list(truth), out_dir / "disentanglement.png")
     code = np.concatenate([parts[k] for k in PART_KEYS], 1)
     row = {"data": f"synthetic test ({n})", "dci_disentanglement": dci_disentanglement(importance_matrix(code, truth)),
@@ -272,6 +290,7 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     row["verif_identity"] = synthetic_verification(parts, ids, ["identity"])["accuracy"]
     row["verif_other_parts"] = synthetic_verification(parts, ids, [k for k in PART_KEYS if k != "identity"])["accuracy"]
     row.update({f"r2_{p}->{p}": r2[i, list(truth).index(p)] for i, p in enumerate(parts)})
+    row["pose_share_max_other"] = max(share[i, list(truth).index("pose")] for i, p in enumerate(parts) if p != "pose")
     targets, scale = list(cfg.model.pose_targets), cfg.model.pose_target_scale
     if 2 in targets:  # the pose head regresses the synthetic roll (radians, x scale): the paper's pose error
         err = parts["pose"][:, targets.index(2)] / scale - truth["pose"][:, 2]

@@ -91,10 +91,10 @@ def test_eval_writes_table_heatmap_and_grid(phases):
     for f in ("disentanglement.md", "disentanglement.png", "swap_grid.png", "metrics.json"):
         assert (out / f).is_file(), f
     text = (out / "disentanglement.md").read_text()
-    assert "R2 identity" in text and "R2 scale" in text  # the second table: each part -> each pose value
+    assert "R2 identity" in text and "R2 scale" in text and "share style" in text  # + pose values, shares
     row = json.loads((out / "metrics.json").read_text())[0]
     for key in ("dci_disentanglement", "mig", "verif_identity", "verif_other_parts", "roll_error_deg",
-                "pose_swap_r2_donor", "pose_swap_r2_own", "pose_recon_r2"):
+                "pose_swap_r2_donor", "pose_swap_r2_own", "pose_recon_r2", "pose_share_max_other"):
         assert key in row, key
 
 
@@ -132,6 +132,17 @@ def test_dci_toy_cases():
     assert dci_disentanglement(importance_matrix(code, f)) > 0.95
     mixed = code @ rng.normal(size=(6, 6))
     assert dci_disentanglement(importance_matrix(mixed, f)) < 0.5
+
+
+def test_variance_share_toy_case():
+    """A part whose first dim is factor a (var 1) and second independent noise (var 1): a explains half of it."""
+    from metrics.mad import variance_share_matrix
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4000, 1)), rng.normal(size=(4000, 2))
+    parts = {"p": np.concatenate([a, rng.normal(size=(4000, 1))], 1), "q": 3 * b @ rng.normal(size=(2, 5))}
+    share = variance_share_matrix(parts, {"a": a, "b": b}, 2000)
+    assert share[0] == pytest.approx([0.5, 0.0], abs=0.03) and share[1] == pytest.approx([0.0, 1.0], abs=1e-3)
 
 
 def test_verification_folds():
