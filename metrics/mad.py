@@ -22,6 +22,7 @@ from metrics.probe import linear_probe, ridge_probe
 from metrics.tables import markdown_table
 
 PART_KEYS = ("pose", "identity", "style", "expression")
+POSE_VALUES = ("tx", "ty", "roll", "scale")  # data.synthetic.factor_vectors' pose group
 
 
 # --- DCI -----------------------------------------------------------------------------------------
@@ -105,6 +106,20 @@ def r2_matrix(parts: dict, truth: dict, n_train: int, alpha: float = 1.0) -> np.
     return out
 
 
+def variance_share_matrix(parts: dict, truth: dict, n_train: int, alpha: float = 1.0) -> np.ndarray:
+    """The reverse probe: share of each part's variance (rows) that a ridge probe from each ground-truth group
+    (cols) explains on the test rows, i.e. the variance-weighted R^2 over the part's dims. Where ``r2_matrix``
+    asks whether a factor can be read from a part (scale-free: a faint but clean trace reads well), this asks
+    how much of the part that factor is."""
+    out = np.zeros((len(parts), len(truth)))
+    for i, p in enumerate(parts.values()):
+        var = np.asarray(p[n_train:], np.float64).var(0)
+        for j, t in enumerate(truth.values()):
+            r2 = ridge_probe(t[:n_train], p[:n_train], t[n_train:], p[n_train:], alpha)["r2"]
+            out[i, j] = float((r2 * var).sum() / max(var.sum(), 1e-12))
+    return out
+
+
 def heatmap_png(mat, rows, cols, path, cell: int = 56) -> Path:
     """A labelled heatmap (values clipped to [0, 1], white -> blue) as PNG."""
     mat = np.asarray(mat, np.float64)
@@ -169,36 +184,42 @@ def synthetic_verification(parts: dict, ids, keys) -> dict:
     return verification_accuracy(((code[i] - code[j]) ** 2).sum(1), same, fold)
 
 
-def _batched_parts(method, nets, images, bs) -> dict:
-    chunks = [method.encode(images[i:i + bs].to(method.device), nets) for i in range(0, len(images), bs)]
-    return {k: torch.cat([c[k] for c in chunks]).float().cpu() for k in PART_KEYS}
-
-
-def _stack(ds, key, n, start=0):
-    return torch.stack([ds[i][key] for i in range(start, start + n)])
+def _encode_items(method, nets, ds, indices, bs, keys=("image",)) -> dict:
+    """``{key: {part: (N, d) tensor}}`` of ``ds[i][key]`` for ``i`` in ``indices``: items are loaded and encoded
+    ``bs`` at a time, so only one batch of images is ever in memory (LFW's 6,000 pairs at 256 px would take
+    ~16 GB stacked)."""
+    chunks = {k: [] for k in keys}
+    for s in range(0, len(indices), bs):
+        items = [ds[int(i)] for i in indices[s:s + bs]]
+        for k in keys:
+            chunks[k].append(method.encode(torch.stack([it[k] for it in items]).to(method.device), nets))
+    return {k: {p: torch.cat([c[p] for c in cs]).float().cpu() for p in PART_KEYS} for k, cs in chunks.items()}
 
 
 def lfw_verification(method, nets, root, size, bs, max_pairs=None) -> dict:
-    """LFW pairs (official folds kept): squared L2 distance of the identity parts, k-fold accuracy."""
+    """LFW pairs (official folds kept): squared L2 distance of the identity parts, k-fold accuracy. Each distinct
+    image of the pairs is encoded once, streamed in batches."""
     from data.lfw import LFWPairs
 
     pairs = LFWPairs(root, size=size)
     n = len(pairs) if max_pairs is None else min(max_pairs, len(pairs))
-    a = _batched_parts(method, nets, _stack(pairs, "image", n), bs)["identity"]
-    b = _batched_parts(method, nets, _stack(pairs, "image2", n), bs)["identity"]
+    used, where = np.unique(np.concatenate([pairs.a[:n], pairs.b[:n]]), return_inverse=True)
+    ident = _encode_items(method, nets, pairs.records, used, bs)["image"]["identity"]
+    a, b = ident[where[:n]], ident[where[n:]]
     dist = ((a - b) ** 2).sum(1).numpy()
     return verification_accuracy(dist, pairs.same[:n], pairs.fold[:n], np.arange(0, 4.0001, 0.01))
 
 
 def expression_accuracy(method, nets, root, size, bs, max_images=4000) -> dict:
-    """AffectNet: linear probe on the expression part, trained on the training split, scored on validation."""
+    """AffectNet: linear probe on the expression part, trained on the training split, scored on validation
+    (images streamed in batches)."""
     from data.affectnet import AffectNet
 
     feats, labels = [], []
     for split in ("train", "validation"):
         ds = AffectNet(root, split, size=size)
         n = min(max_images, len(ds))
-        feats.append(_batched_parts(method, nets, _stack(ds, "image", n), bs)["expression"])
+        feats.append(_encode_items(method, nets, ds, np.arange(n), bs)["image"]["expression"])
         labels.append(ds.labels["expression"][:n])
     return linear_probe(feats[0], labels[0], feats[1], labels[1])
 
@@ -213,6 +234,28 @@ def swap_grid(method, nets, a, b) -> list[list[torch.Tensor]]:
     return [[c[i].float().clamp(-1, 1) for c in cols] for i in range(a.shape[0])]
 
 
+def _r2(pred, y) -> float:
+    """Mean over columns of 1 - SS_res / SS_tot (about each column's mean)."""
+    pred, y = np.asarray(pred, np.float64), np.asarray(y, np.float64)
+    return float(np.mean(1.0 - ((y - pred) ** 2).sum(0) / np.maximum(((y - y.mean(0)) ** 2).sum(0), 1e-12)))
+
+
+def pose_swap(method, nets, parts: dict, pose, bs: int, seed: int = 0) -> dict:
+    """Does decoding follow the pose part? Each image's pose part is replaced by another image's (a seeded
+    permutation), decoded and re-encoded. R^2 of the re-encoded pose head against the donor's true pose values
+    (``pose``: the regressed targets; 1 = the image took the donor's pose) and against its own; as the ceiling,
+    the same for the unswapped reconstruction."""
+    t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in parts.items()}
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(pose)))
+    out = {}
+    for name, code in (("swap", {**t, "pose": t["pose"][perm]}), ("recon", t)):
+        heads = [method.encode(method.decode({k: v[i:i + bs].to(method.device) for k, v in code.items()}, nets),
+                               nets)["pose"].float().cpu() for i in range(0, len(pose), bs)]
+        out[name] = torch.cat(heads).numpy()
+    return {"pose_swap_r2_donor": _r2(out["swap"], pose[perm.numpy()]), "pose_swap_r2_own": _r2(out["swap"], pose),
+            "pose_recon_r2": _r2(out["recon"], pose)}
+
+
 def synthetic_test(cfg, n):
     d = cfg.data
     faces = SyntheticFaces(d.size, min(n, d.test_length), d.seed, "test", d.n_identities, cache_dir=d.cache_dir)
@@ -223,14 +266,22 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     nets = method.eval_nets(use_ema)
     ds = synthetic_test(cfg, cfg.eval.max_images)
     n = len(ds)
-    x = _stack(ds, "image", n)
-    parts = {k: v.double().numpy() for k, v in _batched_parts(method, nets, x, cfg.eval.batch_size).items()}
+    parts = {k: v.double().numpy() for k, v in
+             _encode_items(method, nets, ds, np.arange(n), cfg.eval.batch_size)["image"].items()}
     truth = {k: ds.tables[False][k][:n] for k in FACTOR_KEYS}  # unflipped ground truth, as ds[i] carries it
     r2 = r2_matrix(parts, truth, n // 2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = [{"part": p, **{f"R2 {g}": r2[i, j] for j, g in enumerate(truth)}} for i, p in enumerate(parts)]
-    (out_dir / "disentanglement.md").write_text(markdown_table(table) + "\n")
+    h = n // 2  # where pose sits: R^2 of each part for each pose value (tx, ty, roll, scale)
+    per_pose = [{"part": p, **{f"R2 {v}": r for v, r in zip(POSE_VALUES, ridge_probe(
+        parts[p][:h], truth["pose"][:h], parts[p][h:], truth["pose"][h:])["r2"])}} for p in parts]
+    share = variance_share_matrix(parts, truth, h)
+    shares = [{"part": p, **{f"share {g}": share[i, j] for j, g in enumerate(truth)}} for i, p in enumerate(parts)]
+    (out_dir / "disentanglement.md").write_text(
+        markdown_table(table) + "\n\nPose values:\n\n" + markdown_table(per_pose)
+        + "\n\nShare of each part's variance explained by each factor group (reverse probe):\n\n"
+        + markdown_table(shares) + "\n")
     heatmap_png(r2, [f"{p} ({method.dims[p]})" for p in parts], list(truth), out_dir / "disentanglement.png")
     code = np.concatenate([parts[k] for k in PART_KEYS], 1)
     row = {"data": f"synthetic test ({n})", "dci_disentanglement": dci_disentanglement(importance_matrix(code, truth)),
@@ -239,15 +290,19 @@ def evaluate_mad(method, cfg, out_dir, use_ema: bool = True) -> list[dict]:
     row["verif_identity"] = synthetic_verification(parts, ids, ["identity"])["accuracy"]
     row["verif_other_parts"] = synthetic_verification(parts, ids, [k for k in PART_KEYS if k != "identity"])["accuracy"]
     row.update({f"r2_{p}->{p}": r2[i, list(truth).index(p)] for i, p in enumerate(parts)})
-    targets = list(cfg.model.pose_targets)
-    if 2 in targets:  # the pose head regresses the synthetic roll (radians) directly: the paper's pose error
-        err = parts["pose"][:, targets.index(2)] - truth["pose"][:, 2]
+    row["pose_share_max_other"] = max(share[i, list(truth).index("pose")] for i, p in enumerate(parts) if p != "pose")
+    targets, scale = list(cfg.model.pose_targets), cfg.model.pose_target_scale
+    if 2 in targets:  # the pose head regresses the synthetic roll (radians, x scale): the paper's pose error
+        err = parts["pose"][:, targets.index(2)] / scale - truth["pose"][:, 2]
         row["roll_error_deg"] = float(np.degrees(np.abs(err)).mean())
     row["r2_offdiag_mean"] = float((r2.sum() - sum(row[f"r2_{p}->{p}"] for p in parts)) / (r2.size - len(parts)))
     with torch.no_grad():
+        row.update(pose_swap(method, nets, parts, truth["pose"][:, targets] * scale, cfg.eval.batch_size))
+    k = min(cfg.eval.num_display, n // 2)
+    x = torch.stack([ds[i]["image"] for i in range(min(n, max(cfg.eval.batch_size, 2 * k)))])  # recon + grid
+    with torch.no_grad():
         rec = method.reconstruct(x[:cfg.eval.batch_size].to(method.device), nets).float().cpu()
     row["recon_l1"] = float((rec - x[:len(rec)]).abs().mean())
-    k = min(cfg.eval.num_display, n // 2)
     save_png(image_grid(swap_grid(method, nets, x[:k].to(method.device), x[k:2 * k].to(method.device))),
              out_dir / "swap_grid.png")
     rows = [row]

@@ -5,12 +5,25 @@ GAN (D). E splits z into [pose 3 | identity 32 | style 32 | expression 32] and G
 ``model.phase`` picks what trains (spec B.0): ``ae`` (Q, P, D_z, D), ``disentangle`` (E, G on a frozen
 AE), ``joint`` (all; the disentanglement loss reaches Q but not P). Chain the phases with ``--init``.
 
+Update order of one step (phases ae and joint), the original's:
+  1. z = Q(x);
+  2. D_z steps (every ``dz_every``-th step) on z.detach() against N(0, I) samples;
+  3. the latent adversarial term -log D_z(z) uses the updated D_z;
+  4. joint: the disentanglement loss L_I on E(z), z_rec = G(E(z));
+  5. x_hat = P(z) (ae) or P(z_rec) (joint), reconstruction loss;
+  6. D steps (every ``d_every``-th step) on x against x_hat.detach();
+  7. the image adversarial term -log D(x_hat) uses the updated D;
+  8. Q steps twice (``model.q_zadv_step``): on the latent adversarial term alone, then on the sum of all its
+     terms (that one included again); P, E and G step once on the sum.
+Phase disentangle: z = Q(x) is detached, L_I trains E and G only.
+
 Data (``data.name``): ``synthetic`` (every image labels all four parts) or ``real``: the datasets of
 ``model.real_datasets``, one named stream each, every image feeding the AE losses and each dataset's feature,
 cycle and augmentation losses using only the parts it labels (``REAL_PARTS``).
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +35,8 @@ from data.folders import DatasetLayoutError
 from data.identity_batches import IdentityGroups, ImageChunks, build_identity_groups, flatten_groups
 from losses import bce_logits
 from models.base import Method
-from models.nets.mad_nets import Decoder, Encoder, ImageDisc, LatentDisc, Merger, Splitter
+from models.nets.mad_nets import Decoder, ImageDisc, LatentDisc, Merger, ResNetEncoder, Splitter, build_encoder
+from models.nets.weights import load_matching, read_resnet18
 
 PARTS = ("pose", "identity", "style", "expression")
 PHASES = ("ae", "disentangle", "joint")
@@ -31,6 +45,7 @@ DATA = ("synthetic", "real")
 # regressed VGGFace2's all-zero pose). VoxCeleb1 (style by video) is not wired in yet.
 REAL_PARTS = {"vggface2": ("identity",), "affectnet": ("expression",)}
 LABEL_KEYS = {"pose": "f_pose", "identity": "identity", "style": "f_style", "expression": "f_expression"}
+TRIPLET_EPS = 1e-8  # inside the square root of the triplet distances, as the original
 
 
 def adam(params, lr, betas):
@@ -58,7 +73,9 @@ def identity_triplets(emb, ids, n_hard):
 
 
 def label_triplets(labels, neg_rank_min, classes=None, class_distance=0.0):
-    """Per anchor: the nearest other sample in label space as positive, a random rank >= neg_rank_min as negative.
+    """Per anchor: the nearest other sample in label space as positive; as negative, a random rank in
+    [neg_rank_min, B) of the label-distance order in which the anchor itself is rank 0 (the original's ranks:
+    rank 10 is the tenth-nearest other sample).
 
     Label distance: L2 of ``labels``, plus ``class_distance`` where ``classes`` (if given) differ."""
     b = labels.shape[0]
@@ -66,8 +83,8 @@ def label_triplets(labels, neg_rank_min, classes=None, class_distance=0.0):
     if classes is not None:
         dist = dist + class_distance * (classes[:, None] != classes[None, :])
     dist.fill_diagonal_(float("inf"))
-    order = dist.argsort(1)  # self last
-    lo = max(0, min(neg_rank_min, b - 2))
+    order = dist.argsort(1)  # the other samples, nearest first (self last): rank r is order[:, r - 1]
+    lo = max(0, min(neg_rank_min - 1, b - 2))
     rank = torch.randint(lo, max(lo + 1, b - 1), (b,), device=labels.device)
     return order[:, 0], order.gather(1, rank[:, None]).squeeze(1)
 
@@ -75,7 +92,7 @@ def label_triplets(labels, neg_rank_min, classes=None, class_distance=0.0):
 def feature_loss(part: str, emb, batch, m) -> torch.Tensor:
     """L_f of one part: pose regression (MSE), else a triplet loss (spec B.4)."""
     if part == "pose":
-        return F.mse_loss(emb, batch["f_pose"][:, list(m.pose_targets)])
+        return F.mse_loss(emb, batch["f_pose"][:, list(m.pose_targets)] * m.pose_target_scale)
     if part == "identity":
         pos, neg, valid = identity_triplets(emb, batch["identity"], m.hard_negatives)
         return _triplet_idx(emb, pos, neg, valid, m)
@@ -84,10 +101,15 @@ def feature_loss(part: str, emb, batch, m) -> torch.Tensor:
     return _triplet_idx(emb, pos, neg, torch.ones_like(pos, dtype=torch.bool), m)
 
 
+def _distance(a, b):
+    """Euclidean distance with ``TRIPLET_EPS`` under the root (finite gradient at a == b), as the original."""
+    return ((a - b) ** 2).sum(1).add(TRIPLET_EPS).sqrt()
+
+
 def _triplet_idx(emb, pos, neg, valid, m):
-    """Mean over valid anchors of clamp(|a-p| - |a-n| + margin, 0, clip), Euclidean distances."""
-    d_p = (emb - emb[pos]).norm(dim=1)
-    d_n = (emb - emb[neg]).norm(dim=1)
+    """Mean over valid anchors of clamp(d(a,p) - d(a,n) + margin, 0, clip), ``_distance``."""
+    d_p = _distance(emb, emb[pos])
+    d_n = _distance(emb, emb[neg])
     h = (d_p - d_n + m.triplet_margin).clamp(0, m.triplet_clip)
     return h[valid].mean() if valid.any() else h.sum() * 0
 
@@ -164,8 +186,26 @@ def build_real(cfg, split: str) -> dict:
     return out
 
 
+def init_q_from_resnet18(q, path) -> str:
+    """The original's Q init: the tensors of an ImageNet ResNet-18 file (torchvision format) whose name and shape
+    match Q, the rest kept random. Returns a one-line report; ValueError if the file is no ResNet-18 state_dict
+    or nothing matches (Q's widths differ from ResNet-18's unless model.width is 1)."""
+    counter = lambda k: k.endswith("num_batches_tracked")  # BatchNorm batch counters: not weights, not counted
+    state = {k: v for k, v in read_resnet18(path).items() if not counter(k)}
+    loaded, kept = load_matching(q, state)
+    kept = [k for k in kept if not counter(k)]
+    if not loaded:
+        raise ValueError(f"model.q_init {path}: no ResNet-18 tensor matches Q's shapes (ImageNet weights need "
+                         f"model.encoder=resnet18 and model.width=1.0)")
+    skipped = [k for k in state if k not in set(loaded)]
+    more = lambda names: ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
+    return (f"Q initialised from {path}: {len(loaded)} tensors loaded, {len(skipped)} skipped "
+            f"({more(skipped) or 'none'}), {len(kept)} of Q's kept random ({more(kept) or 'none'})")
+
+
 class MAD(Method):
     ema_nets = ("q", "p", "e", "g")
+    weight_keys = {"resnet18": "model.q_init"}
 
     def __init__(self, cfg, device):
         super().__init__(cfg, device)
@@ -178,7 +218,11 @@ class MAD(Method):
             raise ValueError(f"MAD trains on data.name {' | '.join(DATA)}, got {cfg.data.name!r}")
         self.dims = {k: int(m.dims[k]) for k in PARTS}
         z = self.z_dim = sum(self.dims.values())
-        self.nets["q"] = Encoder(size, z, m.width)
+        self.nets["q"] = build_encoder(m.encoder, size, z, m.width)
+        if m.q_init:
+            if not isinstance(self.nets["q"], ResNetEncoder):
+                raise ValueError("model.q_init (ImageNet ResNet-18 weights) needs model.encoder=resnet18")
+            print(init_q_from_resnet18(self.nets["q"], m.q_init))
         self.nets["p"] = Decoder(size, z, m.width)
         self.nets["dz"] = LatentDisc(z, m.dz_hidden)
         self.nets["d"] = ImageDisc(size, m.width)
@@ -186,7 +230,8 @@ class MAD(Method):
         self.nets["g"] = Merger(self.dims, z, m.hidden)
         self.to(device)
         n = self.nets
-        self.optims["ae"] = adam(list(n["q"].parameters()) + list(n["p"].parameters()), m.lr, m.betas)
+        self.optims["q"] = adam(n["q"].parameters(), m.lr, m.betas)
+        self.optims["p"] = adam(n["p"].parameters(), m.lr, m.betas)
         self.optims["dz"] = adam(n["dz"].parameters(), m.lr, m.betas)
         self.optims["d"] = adam(n["d"].parameters(), m.lr * m.d_lr_scale, m.betas)
         self.optims["disent"] = adam(list(n["e"].parameters()) + list(n["g"].parameters()), m.disent_lr,
@@ -221,18 +266,12 @@ class MAD(Method):
             self.nets["q"].eval()
             self.nets["p"].eval()
 
-    def _ae_losses(self, x, z, x_hat, logs):
-        m, n = self.cfg.model, self.nets
-        rec = F.l1_loss(x_hat, x) * m.recon_scale
-        z_adv = bce_logits(n["dz"](z), 1.0)
-        img_adv = bce_logits(n["d"](x_hat), 1.0)
-        logs.update({"loss/rec": rec.item(), "loss/z_adv": z_adv.item(), "loss/img_adv": img_adv.item()})
-        return m.w_recon * rec + m.w_zadv * z_adv + m.w_adv * img_adv
-
     def _disent_losses(self, z, parts, sources, step, logs):
         """L_I = w_disent [w_zrec |z - G(E(z))| + w_feat L_f + w_cycle L_cyc + w_aug L_aug] (spec B.4) per source,
         averaged over sources. ``sources``: name -> (slice of the batch, labels). L_f sums the parts a source
-        labels; the cycled factor is its labelled parts in turn (synthetic: pose, identity, style, expression)."""
+        labels, each times its ``w_<part>``; the cycled factor is its labelled parts in turn (synthetic: pose,
+        identity, style, expression) and its L_aug carries the same ``w_<part>`` (the original's x2 for
+        expression doubles both). z is not detached: in the joint phase L_zrec reaches Q, as in the original."""
         m, n = self.cfg.model, self.nets
         z_rec = n["g"](parts)
         one = len(sources) == 1
@@ -242,13 +281,15 @@ class MAD(Method):
             todo = labelled_parts(labels)
             if not todo:
                 raise ValueError(f"dataset {name!r} labels none of the parts {PARTS}")
-            zrec = F.l1_loss(zr, zs.detach())
+            zrec = F.l1_loss(zr, zs)
             feat = 0.0
             for k in todo:
                 lf = feature_loss(k, own[k], labels, m)
                 vals.setdefault(f"loss/f_{k}", []).append(lf.item())
                 feat = feat + getattr(m, f"w_{k}") * lf
-            cyc, aug = self._cycle(own, labels, todo[step % len(todo)])
+            factor = todo[step % len(todo)]
+            cyc, aug = self._cycle(own, labels, factor)
+            aug = getattr(m, f"w_{factor}") * aug
             t = m.w_disent * (m.w_zrec * zrec + m.w_feat * feat + m.w_cycle * cyc + m.w_aug * aug)
             for k, v in (("zrec", zrec), ("feat", feat), ("cycle", cyc), ("aug", aug), ("disent", t)):
                 vals.setdefault(f"loss/{k}", []).append(v.item())
@@ -261,8 +302,10 @@ class MAD(Method):
         n = self.nets
         perm = torch.randperm(parts[factor].shape[0], device=parts[factor].device)
         mixed = {k: (v.detach()[perm] if k == factor else v.detach()) for k, v in parts.items()}
-        img = _frozen(n["p"], n["g"](mixed))  # P never gets a share of L_I (spec B.4)
-        z2 = _frozen(n["q"], img) if self.cfg.model.phase == "disentangle" else n["q"](img)
+        joint = self.cfg.model.phase == "joint"
+        p_learns = joint and self.cfg.model.cycle_trains_p  # the original: P never gets a share of L_I (spec B.4)
+        img = (n["p"] if p_learns else partial(_frozen, n["p"]))(n["g"](mixed))
+        z2 = n["q"](img) if joint else _frozen(n["q"], img)
         again = n["e"](z2)
         keys = [k for k in PARTS if k != "pose"]
         cyc = F.l1_loss(torch.cat([again[k] for k in keys], 1), torch.cat([mixed[k] for k in keys], 1))
@@ -270,6 +313,8 @@ class MAD(Method):
         return cyc, aug
 
     def train_step(self, batch, step, ctx):
+        """One step in the original's update order (module docstring): D_z and D step before the adversarial
+        terms that use them; Q steps on the latent adversarial term alone, then on the sum."""
         m, n, phase = self.cfg.model, self.nets, self.cfg.model.phase
         flat = {k: flatten_groups(v) for k, v in batch.items()}
         sources, start = {}, 0
@@ -281,42 +326,57 @@ class MAD(Method):
         logs = {}
         for o in self.optims.values():
             o.zero_grad(set_to_none=True)
+        if phase == "disentangle":  # the AE is frozen: E and G learn on a detached code
+            with ctx.autocast():
+                z = n["q"](x).detach()
+                loss, _ = self._disent_losses(z, n["e"](z), sources, step, logs)
+            ctx.backward(loss, "disent")
+            ctx.step(self.optims["disent"], "disent", m.clip_norm)
+            return logs
         with ctx.autocast():
             z = n["q"](x)
-            if phase == "disentangle":  # the AE is frozen
-                z = z.detach()
-            loss = 0.0
-            if phase != "ae":
-                loss, z_rec = self._disent_losses(z, n["e"](z), sources, step, logs)
-            if phase != "disentangle":
-                x_hat = n["p"](z if phase == "ae" else z_rec)
-                loss = loss + self._ae_losses(x, z, x_hat, logs)
-        main = "ae" if phase != "disentangle" else "disent"
-        ctx.backward(loss, main)
-        if phase != "ae":
-            ctx.step(self.optims["disent"], main, m.clip_norm)
-        if phase != "disentangle":
-            ctx.step(self.optims["ae"], main, m.clip_norm)
-            self._disc_steps(x, z.detach(), x_hat.detach(), step, ctx, logs)
+        if step % m.dz_every == 0:
+            self._disc_step("dz", torch.randn_like(z), z.detach(), ctx, logs)
+        with ctx.autocast():
+            z_adv = bce_logits(_frozen(n["dz"], z), 1.0)  # D_z as just updated
+            loss = m.w_zadv * z_adv
+            if phase == "joint":
+                l_i, z_rec = self._disent_losses(z, n["e"](z), sources, step, logs)
+                loss = loss + l_i
+            x_hat = n["p"](z if phase == "ae" else z_rec)
+            rec = F.l1_loss(x_hat, x) * m.recon_scale
+        if step % m.d_every == 0:
+            self._disc_step("d", x, x_hat.detach(), ctx, logs)
+        with ctx.autocast():
+            img_adv = bce_logits(_frozen(n["d"], x_hat), 1.0)  # D as just updated
+            loss = loss + m.w_recon * rec + m.w_adv * img_adv
+        logs.update({"loss/rec": rec.item(), "loss/z_adv": z_adv.item(), "loss/img_adv": img_adv.item()})
+        q_params = list(n["q"].parameters())
+        first = None
+        if m.q_zadv_step and m.w_zadv:  # Q's gradient of the latent adversarial term alone, before any step
+            first = torch.autograd.grad(ctx.scale(m.w_zadv * z_adv, "q_zadv"), q_params, retain_graph=True)
+        ctx.backward(loss, "ae")
+        if phase == "joint":
+            ctx.step(self.optims["disent"], "ae", m.clip_norm)
+        ctx.step(self.optims["p"], "ae", m.clip_norm)
+        if first is not None:
+            total = [p.grad for p in q_params]
+            for p, g in zip(q_params, first):
+                p.grad = g
+            ctx.step(self.optims["q"], "q_zadv", m.clip_norm)
+            for p, g in zip(q_params, total):
+                p.grad = g
+        ctx.step(self.optims["q"], "ae", m.clip_norm)
         return logs
 
-    def _disc_steps(self, x, z, x_hat, step, ctx, logs):
-        """D_z on every ``dz_every``-th step (prior N(0, I) real), D on every ``d_every``-th step."""
-        m, n = self.cfg.model, self.nets
-        if step % m.dz_every == 0:
-            with ctx.autocast():
-                loss = bce_logits(n["dz"](torch.randn_like(z)), 1.0) + bce_logits(n["dz"](z), 0.0)
-            self.optims["dz"].zero_grad(set_to_none=True)
-            ctx.backward(loss, "dz")
-            ctx.step(self.optims["dz"], "dz", m.clip_norm)
-            logs["loss/dz"] = loss.item()
-        if step % m.d_every == 0:
-            with ctx.autocast():
-                loss = bce_logits(n["d"](x), 1.0) + bce_logits(n["d"](x_hat), 0.0)
-            self.optims["d"].zero_grad(set_to_none=True)
-            ctx.backward(loss, "d")
-            ctx.step(self.optims["d"], "d", m.clip_norm)
-            logs["loss/d"] = loss.item()
+    def _disc_step(self, name, real, fake, ctx, logs):
+        """One update of discriminator ``name`` (dz: prior samples vs codes; d: images vs reconstructions)."""
+        with ctx.autocast():
+            loss = bce_logits(self.nets[name](real), 1.0) + bce_logits(self.nets[name](fake), 0.0)
+        self.optims[name].zero_grad(set_to_none=True)
+        ctx.backward(loss, name)
+        ctx.step(self.optims[name], name, self.cfg.model.clip_norm)
+        logs[f"loss/{name}"] = loss.item()
 
     # --- inspection ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -90,9 +90,11 @@ def test_eval_writes_table_heatmap_and_grid(phases):
     assert eval_cli.main(["--checkpoint", str(tmp / "joint" / "checkpoint-latest.pt"), "--out", str(out)]) == 0
     for f in ("disentanglement.md", "disentanglement.png", "swap_grid.png", "metrics.json"):
         assert (out / f).is_file(), f
-    assert "R2 identity" in (out / "disentanglement.md").read_text()
+    text = (out / "disentanglement.md").read_text()
+    assert "R2 identity" in text and "R2 scale" in text and "share style" in text  # + pose values, shares
     row = json.loads((out / "metrics.json").read_text())[0]
-    for key in ("dci_disentanglement", "mig", "verif_identity", "verif_other_parts", "roll_error_deg"):
+    for key in ("dci_disentanglement", "mig", "verif_identity", "verif_other_parts", "roll_error_deg",
+                "pose_swap_r2_donor", "pose_swap_r2_own", "pose_recon_r2", "pose_share_max_other"):
         assert key in row, key
 
 
@@ -132,6 +134,17 @@ def test_dci_toy_cases():
     assert dci_disentanglement(importance_matrix(mixed, f)) < 0.5
 
 
+def test_variance_share_toy_case():
+    """A part whose first dim is factor a (var 1) and second independent noise (var 1): a explains half of it."""
+    from metrics.mad import variance_share_matrix
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4000, 1)), rng.normal(size=(4000, 2))
+    parts = {"p": np.concatenate([a, rng.normal(size=(4000, 1))], 1), "q": 3 * b @ rng.normal(size=(2, 5))}
+    share = variance_share_matrix(parts, {"a": a, "b": b}, 2000)
+    assert share[0] == pytest.approx([0.5, 0.0], abs=0.03) and share[1] == pytest.approx([0.0, 1.0], abs=1e-3)
+
+
 def test_verification_folds():
     dist = np.array([0.1, 0.2, 0.9, 0.8] * 3)
     same = np.array([1, 1, 0, 0] * 3)
@@ -154,12 +167,54 @@ class _Fixed:
                 "expression": torch.cat([m, pad], 1)}
 
 
+class _Spy(_Fixed):
+    """Records the largest batch it was asked to encode."""
+    largest = 0
+
+    def encode(self, x, nets=None):
+        self.largest = max(self.largest, x.shape[0])
+        return super().encode(x, nets)
+
+
+class _PoseFromPart(_Fixed):
+    """Decodes to an image whose mean colour is the pose part (re-encoding returns it): the ideal decoder; with
+    ``leak`` it renders the pose leaked into the style part instead (style = pose @ leak), ignoring the pose part."""
+
+    def __init__(self, leak=None):
+        self.back = None if leak is None else torch.linalg.pinv(torch.as_tensor(leak, dtype=torch.float32))
+
+    def decode(self, parts, nets=None):
+        pose = parts["pose"] if self.back is None else parts["style"] @ self.back
+        return pose[:, :, None, None].expand(-1, -1, 4, 4)
+
+
+def test_pose_swap_scores_a_decoder_that_follows_or_ignores_the_pose_part():
+    from metrics.mad import pose_swap
+
+    rng = np.random.default_rng(0)
+    pose, leak = rng.normal(size=(200, 3)), rng.normal(size=(3, 32))
+    parts = {"pose": pose, "identity": rng.normal(size=(200, 32)), "style": pose @ leak,
+             "expression": rng.normal(size=(200, 32))}
+    follows = pose_swap(_PoseFromPart(), None, parts, pose, 64)
+    assert follows["pose_swap_r2_donor"] == pytest.approx(1.0, abs=1e-5) and follows["pose_swap_r2_own"] < 0.1
+    ignores = pose_swap(_PoseFromPart(leak), None, parts, pose, 64)
+    assert ignores["pose_swap_r2_own"] == pytest.approx(1.0, abs=1e-4) and ignores["pose_swap_r2_donor"] < 0.1
+    assert follows["pose_recon_r2"] == pytest.approx(1.0, abs=1e-5) == ignores["pose_recon_r2"]
+
+
 def test_lfw_and_affectnet_paths(tmp_path):
+    from data.lfw import LFWPairs
     from tests.test_real_loaders import make_lfw, save
 
     root = make_lfw(tmp_path)
-    r = lfw_verification(_Fixed(), None, root, 16, 4)
-    assert r["folds"] == 2 and 0.0 <= r["accuracy"] <= 1.0
+    spy = _Spy()
+    r = lfw_verification(spy, None, root, 16, 4)
+    assert r["folds"] == 2 and 0.0 <= r["accuracy"] <= 1.0 and spy.largest <= 4  # streamed, never all pairs
+    pairs = LFWPairs(root, size=16)  # reference: every pair's two images encoded directly
+    a = torch.stack([_Fixed().encode(pairs[i]["image"][None])["identity"][0] for i in range(len(pairs))])
+    b = torch.stack([_Fixed().encode(pairs[i]["image2"][None])["identity"][0] for i in range(len(pairs))])
+    want = verification_accuracy(((a - b) ** 2).sum(1).numpy(), pairs.same, pairs.fold, np.arange(0, 4.0001, 0.01))
+    assert r == pytest.approx(want)
     lms = ";".join(f"{30 + k % 5}.0;{40 + k % 7}.0" for k in range(68))
     rows = []
     for k, e in enumerate([0, 1, 0, 1, 0, 1]):
@@ -168,8 +223,9 @@ def test_lfw_and_affectnet_paths(tmp_path):
         rows.append(f"{rel},10,20,60,70,{lms},{e},0.1,-0.1")
     for name in ("training.csv", "validation.csv"):
         (tmp_path / "aff" / name).write_text("\n".join(rows) + "\n")
-    acc = expression_accuracy(_Fixed(), None, tmp_path / "aff", 16, 4)
-    assert acc["accuracy"] == 1.0  # the class is the image colour
+    spy = _Spy()
+    acc = expression_accuracy(spy, None, tmp_path / "aff", 16, 4)
+    assert acc["accuracy"] == 1.0 and spy.largest <= 4  # the class is the image colour
 
 
 def test_config_defaults_and_dims():
@@ -194,7 +250,11 @@ def test_triplet_sampling_rules():
     labels = torch.arange(12.0)[:, None]
     pos, neg = label_triplets(labels, 10)
     assert ((labels[pos] - labels).abs().squeeze(1) == 1).all()
-    assert ((labels[neg] - labels).abs().squeeze(1) >= 6).all()  # ranks 10.. of 11 others
+    # the original's ranks count the anchor as rank 0: negatives are ranks 10 and 11 of 12, i.e. for anchor 0
+    # (others at distances 1..11, no ties) the samples 10 and 11, each about half of the time
+    negs = torch.stack([label_triplets(labels, 10)[1][0] for _ in range(400)])
+    assert set(negs.tolist()) == {10, 11} and 0.4 < (negs == 10).float().mean() < 0.6
+    assert ((labels[neg] - labels).abs().squeeze(1) >= 5).all()  # ranks 10, 11 of a middle anchor: distance 5, 6
     with pytest.raises(ValueError, match="no same-identity positive"):
         identity_triplets(emb, torch.arange(12), 5)
 
@@ -344,3 +404,243 @@ def test_real_data_errors(real_roots, tmp_path, capsys, extra, message):
             *REAL_TINY, *extra]
     assert train.main(args) != 0
     assert message in capsys.readouterr().err
+
+
+# --- fidelity to the original (browatbn2/MAD) --------------------------------------------------------
+def _count(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_q_is_the_original_resnet18_variant():
+    """Up to 128 px Q is torchvision's ResNet-18 (same tensors, same output); at 256 px the original's extra
+    stage: 11,379,491 parameters with a 99-d fc."""
+    from torchvision.models import resnet18
+
+    from models.nets.mad_nets import ResNetEncoder
+
+    torch.manual_seed(0)
+    tv = resnet18(num_classes=99).eval()
+    q = ResNetEncoder(128, 99, 1.0).eval()
+    assert {k: v.shape for k, v in q.state_dict().items()} == {k: v.shape for k, v in tv.state_dict().items()}
+    q.load_state_dict(tv.state_dict())
+    x = torch.randn(2, 3, 64, 64)  # the 64 px layout is the same network
+    with torch.no_grad():
+        assert torch.allclose(q(x), tv(x), atol=1e-5)
+    big = ResNetEncoder(256, 99, 1.0)
+    assert _count(big) == 11_379_491
+    extra = set(big.state_dict()) - set(tv.state_dict())
+    assert extra and all(k.startswith(("layer0.", "layer1.0.downsample.")) for k in extra)
+    assert big.layer1[0].conv1.stride == (2, 2) and big(torch.randn(1, 3, 256, 256)).shape == (1, 99)
+
+
+def test_d_and_p_convs_as_the_original():
+    """D: five stride-2 convs (four at 64 px, so the last 4x4 conv still fits), no conv biases; P's RGB ConvT
+    has no bias."""
+    from models.nets.mad_nets import Decoder, ImageDisc
+
+    for size, n in ((256, 5), (128, 5), (64, 4), (32, 3)):
+        d = ImageDisc(size, 0.125)
+        convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert sum(c.stride == (2, 2) for c in convs) == n and all(c.bias is None for c in convs), size
+        assert d(torch.randn(2, 3, size, size)).shape == (2,)
+    assert Decoder(64, 99, 0.125).out.bias is None
+
+
+def _resnet18_file(path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(1)
+    state = resnet18(weights=None).state_dict()
+    torch.save(state, path)
+    return state
+
+
+def test_q_init_copies_exactly_the_matching_imagenet_tensors(tmp_path):
+    from models.mad import init_q_from_resnet18
+    from models.nets.mad_nets import ResNetEncoder
+
+    state = _resnet18_file(tmp_path / "resnet18-test.pth")
+    torch.manual_seed(0)
+    q = ResNetEncoder(256, 99, 1.0)
+    before = {k: v.clone() for k, v in q.state_dict().items()}
+    report = init_q_from_resnet18(q, tmp_path / "resnet18-test.pth")
+    after = q.state_dict()
+    weights = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # BN counters: left
+    same = {k for k in weights if k in after and after[k].shape == weights[k].shape}
+    assert "fc.weight" not in same and "layer2.0.downsample.0.weight" in same and len(same) == 100
+    for k, v in after.items():
+        assert torch.equal(v, state[k] if k in same else before[k]), k
+    kept = len([k for k in after if not k.endswith("num_batches_tracked")]) - len(same)
+    assert f"100 tensors loaded, 2 skipped (fc.weight, fc.bias)" in report
+    assert f"{kept} of Q's kept random" in report and "layer0." in report
+
+
+def test_weights_flag_loads_q_and_wrong_files_are_one_line_errors(tmp_path, capsys):
+    from core.config import load_config
+    from models import weights_overrides
+    from models.mad import MAD
+
+    good = tmp_path / "resnet18-test.pth"
+    state = _resnet18_file(good)
+    over = weights_overrides("mad", [str(good)])
+    assert over == [f"model.q_init={good}"]
+    cfg = load_config(ROOT / "configs/mad_synth_ae.yaml", ["data.size=32", "model.width=1.0", "model.hidden=32",
+                                                           "model.dz_hidden=32", *over])
+    mad = MAD(cfg, torch.device("cpu"))
+    assert torch.equal(mad.nets["q"].layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
+    assert "Q initialised from" in capsys.readouterr().out
+    other = tmp_path / "not-resnet18.pth"
+    torch.save({"conv1.weight": torch.zeros(8, 3, 3, 3)}, other)
+    base = ["--config", str(ROOT / "configs/mad_synth_ae.yaml"), f"run.dir={tmp_path}", "train.steps=1", *TINY]
+    for extra, message in (([f"--weights={other}"], "expected torchvision's resnet18 state_dict"),
+                           ([f"--weights=resnet18={good}"], "no ResNet-18 tensor matches Q's shapes"),
+                           ([f"--weights={good}", "model.encoder=compact"], "needs model.encoder=resnet18"),
+                           (["model.encoder=vgg"], "model.encoder must be one of resnet18 | compact")):
+        assert train.main(base + extra) != 0
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def _tiny_mad(phase="ae", *extra):
+    from models.mad import MAD
+
+    cfg = load_config(ROOT / f"configs/mad_synth_{phase}.yaml", [*TINY, "data.cache_dir=null", *extra])
+    torch.manual_seed(0)
+    return MAD(cfg, torch.device("cpu")), cfg
+
+
+def _tiny_batch(cfg, step=0):
+    ds = build_identity_groups(cfg, "train")
+    return {"faces": _batch(ds, step)}
+
+
+def test_update_order_discriminators_first_and_q_steps_twice(tmp_path):
+    """Step 0 (D_z and D both update): the logged adversarial terms are those of the updated discriminators, and
+    Q's Adam steps twice: first on the latent adversarial gradient alone (checked against autograd on the
+    starting Q and the updated D_z), then on the sum."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from losses import bce_logits
+    from models.base import StepContext
+
+    mad, cfg = _tiny_mad("ae", f"data.cache_dir={tmp_path}")
+    for mod in mad.nets["dz"].modules():  # dropout off: D_z becomes a deterministic function
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+    start = copy.deepcopy(mad.nets)
+    calls = []
+    for name, opt in mad.optims.items():
+        orig = opt.step
+
+        def spy(*a, _name=name, _orig=orig, _opt=opt, **k):
+            calls.append((_name, [p.grad.clone() for g in _opt.param_groups for p in g["params"]]))
+            return _orig(*a, **k)
+        opt.step = spy
+    batch = _tiny_batch(cfg)
+    x = flatten_groups(batch["faces"])["image"]
+    logs = mad.train_step(batch, 0, StepContext(torch.device("cpu")))
+    assert [c[0] for c in calls] == ["dz", "d", "p", "q", "q"]
+    assert mad.optims["q"].state[next(mad.nets["q"].parameters())]["step"] == 2
+    z = start["q"].train()(x)  # BN in training mode: the batch statistics, as in the step
+    dz, d = mad.nets["dz"], mad.nets["d"]  # after the step: D_z and D each updated once
+    z_adv = bce_logits(dz(z), 1.0)
+    assert logs["loss/z_adv"] == pytest.approx(z_adv.item(), rel=1e-5)
+    x_hat = start["p"].train()(z)
+    assert logs["loss/img_adv"] == pytest.approx(bce_logits(d(x_hat), 1.0).item(), rel=1e-5)
+    assert logs["loss/rec"] == pytest.approx((F.l1_loss(x_hat, x) * 127.5).item(), rel=1e-5)
+    first = torch.autograd.grad(z_adv, list(start["q"].parameters()))
+    for got, want in zip(calls[3][1], first):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
+    assert any(not torch.allclose(a, b) for a, b in zip(calls[4][1], calls[3][1]))  # the sum differs
+    # the old single-step order is still selectable
+    mad1, cfg1 = _tiny_mad("ae", f"data.cache_dir={tmp_path}", "model.q_zadv_step=false")
+    mad1.train_step(batch, 0, StepContext(torch.device("cpu")))
+    assert mad1.optims["q"].state[next(mad1.nets["q"].parameters())]["step"] == 1
+
+
+def test_joint_zrec_reaches_q_and_aug_carries_the_part_weight(tmp_path):
+    """L_zrec's gradient reaches z directly as well as through E and G (z not detached), and L_aug of the
+    cycled part is scaled by that part's weight (the original doubles both L_f and L_aug of expression)."""
+    from models.mad import source_labels
+
+    mad, cfg = _tiny_mad("joint", f"data.cache_dir={tmp_path}", "model.w_feat=0", "model.w_cycle=0",
+                         "model.w_aug=0")
+    b = flatten_groups(_tiny_batch(cfg)["faces"])
+    sources = {"faces": (slice(0, len(b["image"])), source_labels("faces", b))}
+    z = torch.randn(len(b["image"]), 99, requires_grad=True)
+    loss, z_rec = mad._disent_losses(z, mad.nets["e"](z), sources, 0, {})
+    got = torch.autograd.grad(loss, z)[0]
+    z2 = z.detach().requires_grad_()
+    want = torch.autograd.grad(5.0 * 4.0 * (z2 - mad.nets["g"](mad.nets["e"](z2))).abs().mean(), z2)[0]
+    assert torch.allclose(got, want, atol=1e-7) and got.abs().sum() > 0
+    # L_aug: the same step and RNG draw with w_expression 2 vs 1 (expression is the cycled part at step 3)
+    aug = {}
+    for w in (1.0, 2.0):
+        m, c = _tiny_mad("joint", f"data.cache_dir={tmp_path}", f"model.w_expression={w}")
+        m._set_modes("joint")
+        logs = {}
+        torch.manual_seed(5)
+        m._disent_losses(z.detach(), m.nets["e"](z.detach()), sources, 3, logs)
+        aug[w] = logs["loss/aug"]
+    assert aug[2.0] == pytest.approx(2 * aug[1.0], rel=1e-5) and aug[1.0] > 0
+    assert load_config(ROOT / "configs/methods/mad.yaml").model.w_expression == 2.0
+
+
+def test_triplet_distance_has_the_original_epsilon():
+    from models.mad import _triplet_idx
+
+    m = load_config(ROOT / "configs/mad_synth_ae.yaml").model
+    emb = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.1, 0.0]], requires_grad=True)
+    h = _triplet_idx(emb, torch.tensor([1, 0, 0]), torch.tensor([2, 2, 1]), torch.ones(3, dtype=torch.bool), m)
+    d0, d1 = (1e-8) ** 0.5, (0.01 + 1e-8) ** 0.5  # anchor == positive: sqrt(0 + 1e-8), not 0
+    want = ((d0 - d1 + 0.2) * 2 + 0.2) / 3  # anchors 0, 1: d(a,p) = d0, d(a,n) = d1; anchor 2: both d1
+    assert h.item() == pytest.approx(want, rel=1e-6)
+    assert torch.isfinite(torch.autograd.grad(h, emb)[0]).all()
+
+
+def test_joint_resume_is_bit_exact(tmp_path):
+    """Two optimizers for Q and P, Q stepped twice, discriminators stepped first: a resumed joint run equals a
+    straight one."""
+    from core import checkpoint as ckpt
+    from tests.test_training import tensors
+
+    def run(name, steps, *extra):
+        args = ["--config", str(ROOT / "configs/mad_synth_joint.yaml"), f"run.dir={tmp_path}", f"run.name={name}",
+                f"data.cache_dir={tmp_path / 'cache'}", f"train.steps={steps}", *TINY, *extra]
+        assert train.main(args) == 0
+        return ckpt.load(tmp_path / name / ckpt.LATEST)
+
+    straight = run("straight", 4)
+    run("split", 2)
+    resumed = run("split", 4, "--resume", "auto")
+    a, b = tensors(straight), tensors(resumed)
+    assert a.keys() == b.keys() and any(k.startswith("opt.q.") for k in a)
+    diff = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not diff, diff[:5]
+
+
+def test_p_gets_no_share_of_the_disentanglement_loss_unless_asked(tmp_path):
+    from models.mad import source_labels
+
+    for trains_p in (False, True):
+        mad, cfg = _tiny_mad("joint", f"data.cache_dir={tmp_path}", f"model.cycle_trains_p={trains_p}")
+        mad._set_modes("joint")
+        b = flatten_groups(_tiny_batch(cfg)["faces"])
+        z = mad.nets["q"](b["image"])
+        loss, _ = mad._disent_losses(z, mad.nets["e"](z), {"faces": (slice(None), source_labels("faces", b))}, 0, {})
+        grads = torch.autograd.grad(loss, [*mad.nets["p"].parameters(), *mad.nets["q"].parameters()],
+                                    allow_unused=True)
+        n_p = len(list(mad.nets["p"].parameters()))
+        p_grad = sum(float(g.abs().sum()) for g in grads[:n_p] if g is not None)
+        assert (p_grad > 0) == trains_p and sum(float(g.abs().sum()) for g in grads[n_p:] if g is not None) > 0
+
+
+def test_pose_target_scale_multiplies_the_regression_targets():
+    from models.mad import feature_loss
+
+    m = load_config(ROOT / "configs/mad_synth_ae.yaml", ["model.pose_target_scale=10"]).model
+    batch = {"f_pose": torch.tensor([[0.1, -0.2, 0.05, 1.4], [0.0, 0.1, -0.1, 1.3]])}
+    emb = torch.tensor([[1.0, -2.0, 0.0], [0.0, 0.0, 0.0]])
+    assert feature_loss("pose", emb, batch, m).item() == pytest.approx((0.5 ** 2 + 1 + 1) / 6)

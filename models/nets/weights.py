@@ -130,3 +130,26 @@ def load_checked(net: nn.Module, state: dict, what: str) -> nn.Module:
     check_state_dict(net.state_dict(), state, what)
     net.load_state_dict(state, strict=False)
     return net
+
+
+def read_resnet18(path) -> dict:
+    """A torchvision ImageNet ``resnet18-*.pth`` state_dict, checked by name and shape against torchvision's
+    ResNet-18 (ValueError naming what differs, e.g. for another network's file)."""
+    from torchvision.models import resnet18
+
+    state = read_state_dict(path, "ResNet-18 weights")
+    with torch.device("meta"):  # shapes only, no memory
+        expected = resnet18(weights=None).state_dict()
+    check_state_dict(expected, state, f"{path} (expected torchvision's resnet18 state_dict)")
+    return state
+
+
+def load_matching(net: nn.Module, state: dict) -> tuple[list[str], list[str]]:
+    """Copy the tensors of ``state`` whose name and shape match ``net``'s, leave the rest of ``net`` as it is (a
+    non-strict load that also skips shape mismatches). Returns (names loaded, names of ``net`` left)."""
+    own = net.state_dict()
+    loaded = [k for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)]
+    with torch.no_grad():
+        for k in loaded:
+            own[k].copy_(state[k])
+    return loaded, [k for k in own if k not in set(loaded)]
