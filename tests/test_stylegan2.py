@@ -16,6 +16,7 @@ from data.folders import DatasetLayoutError
 from data.w_codes import WCodeDataset, image_path
 from models.nets.stylegan2 import (Discriminator, Generator, ModulatedConv2d, load_generator, save_public_format,
                                    upfirdn2d)
+from data import w_codes
 from scripts import generate_w_dataset as gen_w
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,7 +300,7 @@ def test_generate_w_dataset_and_read_it(tiny_run, tmp_path, capsys):
     z = torch.from_numpy(np.random.default_rng(3).standard_normal((6, 16)).astype(np.float32))
     with torch.no_grad():
         w_ref = g.truncate(g.mapping(z), 0.7, w_avg)
-        imgs = gen_w.to_uint8(g.synthesis(torch.from_numpy(w), noise_mode="const"))
+        imgs = w_codes.to_uint8(g.synthesis(torch.from_numpy(w), noise_mode="const"))
     torch.testing.assert_close(torch.from_numpy(w), w_ref)
     for i in range(6):
         png = np.asarray(Image.open(image_path(out, i)))
@@ -315,7 +316,7 @@ def test_generate_w_dataset_and_read_it(tiny_run, tmp_path, capsys):
     assert WCodeDataset(out, size=16, val_count=2)[0]["image"].shape == (3, 16, 16)
 
     # the z sequence does not depend on --batch (w only up to float rounding); --size resizes
-    z4, z5 = (torch.cat([z for _, z in gen_w.z_codes(3, 6, 16, b)]) for b in (4, 5))
+    z4, z5 = (torch.cat([z for _, z in w_codes.z_codes(3, 6, 16, b)]) for b in (4, 5))
     assert torch.equal(z4, z5)
     other = tmp_path / "w16"
     assert gen_w.main([*args[:3], str(other), *args[4:-3], "5", "--size", "16", "--device", "cpu"]) == 0

@@ -7,7 +7,7 @@ import torch
 from scipy.ndimage import binary_dilation
 
 import data.synthetic.dataset as synthetic_dataset
-import data.synthetic.render as synthetic_render
+import data.synthetic.painter as synthetic_painter
 from data.synthetic import (CONTENT_ATTRIBUTES, FACTOR_DIMS, FLIP_PAIRS, GROUPS, N_LANDMARKS, SyntheticFaces,
                             factor_vectors, mirror, remove, render, sample_factors, swap)
 
@@ -266,7 +266,7 @@ def test_layer_boxes_do_not_clip(monkeypatch):
     """Every layer is computed inside a bounding box; it must never cut a shape."""
     fs = [sample_factors(9, i, attributes={"glasses": True, "facial_hair": i % 2 == 0}) for i in range(40)]
     ref = [render(f, 48) for f in fs]
-    monkeypatch.setattr(synthetic_render._Canvas, "box", lambda self, *a: (slice(None), slice(None)))
+    monkeypatch.setattr(synthetic_painter._Canvas, "box", lambda self, *a: (slice(None), slice(None)))
     for f, r in zip(fs, ref):
         q = render(f, 48)
         assert np.abs(q["image"].astype(np.int16) - r["image"]).max() <= 1

@@ -193,4 +193,4 @@ def test_cli_errors_and_list(tiny_runs, tmp_path, capsys):
     assert eval_cli.main(["--table", "g2g_swap", "--runs", str(tmp_path / "none")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert eval_cli.main(["--runs", str(run)]) == 2
-    assert "go with --table" in capsys.readouterr().err
+    assert "goes with --table" in capsys.readouterr().err

@@ -19,7 +19,7 @@ Masks. ``render(f)["masks"][a]`` is the visible opacity of attribute ``a`` after
 drawn above it (and the lighting), so ``render(f)`` and ``render(remove(f, a))`` differ only
 where the mask is non-zero.
 
-Modules: ``factors`` (sampling, edits, factor vectors), ``render`` (the painter), ``dataset``
+Modules: ``factors`` (sampling, edits, factor vectors), ``painter`` (:func:`render`), ``dataset``
 (:class:`SyntheticFaces`), ``labels`` (items with pose / expression vectors), ``counterfactual`` (the evaluation
 test pairs of every task with their true answers, so every protocol draws the same pairs).
 """
@@ -29,7 +29,7 @@ from data.synthetic.factors import (
     GROUPS, HAIR_STYLES, LANDMARK_NAMES, MAX_SIZE, MIN_SIZE, N_LANDMARKS, RENDER_VERSION, factor_vectors, mirror,
     remove, sample_factors, swap,
 )
-from data.synthetic.render import render
+from data.synthetic.painter import render
 
 __all__ = [
     "SyntheticFaces", "CONTENT_ATTRIBUTES", "DEFAULT_ATTRIBUTE_PROBS", "FACIAL_HAIR_TYPES", "FACTOR_DIMS", "FLIP_PAIRS",

@@ -18,7 +18,7 @@ import torch
 
 from data.synthetic.dataset import SyntheticFaces
 from data.synthetic.factors import CONTENT_ATTRIBUTES, factor_vectors, remove, swap
-from data.synthetic.render import render
+from data.synthetic.painter import render
 
 # the two held-out streams of identity-swap pairs (identity sources, attribute sources)
 SWAP_SPLITS = ("id-eval-identity", "id-eval-attribute")

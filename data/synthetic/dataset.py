@@ -11,7 +11,7 @@ import numpy as np
 from data.synthetic.factors import (
     CONTENT_ATTRIBUTES, FLIP_PERM, N_LANDMARKS, RENDER_VERSION, _attribute_probs, sample_factors,
 )
-from data.synthetic.render import _check_size, render
+from data.synthetic.painter import _check_size, render
 
 
 def _cache_key(params: dict) -> str:
