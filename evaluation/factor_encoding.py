@@ -8,9 +8,11 @@ identity, expression, style). The first half of the items trains ridge probes, t
 - DCI disentanglement and MIG of the whole code (``metrics/disentanglement.py``);
 - verification in the LFW protocol on synthetic identities: the identity part (``verif_identity``) and the other
   parts together (``verif_other_parts``, a leakage check);
-- method extras where the method offers them: ``roll_error_deg`` (``method.roll_radians(parts)``), ``recon_l1``
-  (``method.reconstruct``) and ``swap_grid.png`` (``method.decode``: a, b, reconstruction, a with each of b's
-  parts). Real data: LFW verification on the identity part (``eval.lfw_root``) and AffectNet expression accuracy
+- with a ``pose`` part: ``pose_share_max_other`` (the reverse probe: the largest share of another part's variance
+  that pose explains; every share is in ``disentanglement.md``);
+- method extras where the method offers them: ``roll_error_deg`` (``method.roll_radians(parts)``), pose-swap
+  R^2 (``method.pose_head_targets``: does decoding follow the pose part?), ``recon_l1`` (``method.reconstruct``)
+  and ``swap_grid.png`` (``method.decode``: a, b, reconstruction, a with each of b's parts). Real data: LFW verification on the identity part (``eval.lfw_root``) and AffectNet expression accuracy
   of a linear probe on the expression part (``eval.affectnet_root``), images streamed in batches.
 """
 from __future__ import annotations
@@ -23,8 +25,8 @@ import torch
 from core.figures import heatmap_png, image_grid, save_png
 from data.identity_batches import FACTOR_KEYS
 from data.synthetic.counterfactual import factor_test
-from metrics.disentanglement import (dci_disentanglement, importance_matrix, mig, r2_matrix, synthetic_verification,
-                                     verification_accuracy)
+from metrics.disentanglement import (dci_disentanglement, importance_matrix, mean_r2, mig, r2_matrix,
+                                     synthetic_verification, variance_share_matrix, verification_accuracy)
 from metrics.probe import linear_probe, ridge_probe
 from metrics.tables import markdown_table
 
@@ -81,6 +83,23 @@ def swap_grid(method, a, b) -> list[list[torch.Tensor]]:
     return [[c[i].float().clamp(-1, 1) for c in cols] for i in range(a.shape[0])]
 
 
+def pose_swap(method, parts: dict, pose, bs: int, seed: int = 0) -> dict:
+    """Does decoding follow the pose part? Each image's pose part is replaced by another image's (a seeded
+    permutation), decoded and re-encoded. R^2 of the re-encoded pose head against the donor's true pose values
+    (``pose``: what the head regresses; 1 = the image took the donor's pose) and against its own; as the ceiling,
+    the same for the unswapped reconstruction."""
+    t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in parts.items()}
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(pose)))
+    out = {}
+    with method.inference():
+        for name, code in (("swap", {**t, "pose": t["pose"][perm]}), ("recon", t)):
+            heads = [method.encode(method.decode({k: v[i:i + bs].to(method.device) for k, v in code.items()}))
+                     ["pose"].float().cpu() for i in range(0, len(pose), bs)]
+            out[name] = torch.cat(heads).numpy()
+    return {"pose_swap_r2_donor": mean_r2(out["swap"], pose[perm.numpy()]), "pose_swap_r2_own": mean_r2(out["swap"], pose),
+            "pose_recon_r2": mean_r2(out["recon"], pose)}
+
+
 def _matrix_scores(method, cfg, n: int):
     ds = factor_test(cfg.data, n, method.image_size)
     n = len(ds)
@@ -100,25 +119,34 @@ def _matrix_scores(method, cfg, n: int):
     row.update({f"r2_{p}->{p}": v for p, v in diag.items()})
     if diag:
         row["r2_offdiag_mean"] = float((r2.sum() - sum(diag.values())) / (r2.size - len(diag)))
+    share = variance_share_matrix(parts, truth, n // 2)
+    if "pose" in parts:  # the largest share of another part's variance that pose explains
+        row["pose_share_max_other"] = max(share[i, list(truth).index("pose")] for i, p in enumerate(parts)
+                                          if p != "pose")
     if hasattr(method, "roll_radians"):
         roll = method.roll_radians({k: torch.from_numpy(v) for k, v in parts.items()})
         if roll is not None:  # the paper's pose error, in degrees, on the synthetic roll
             row["roll_error_deg"] = float(np.degrees(np.abs(roll.numpy() - truth["pose"][:, 2])).mean())
-    return ds, parts, truth, r2, row
+    if "pose" in parts and hasattr(method, "decode") and hasattr(method, "pose_head_targets"):
+        row.update(pose_swap(method, parts, method.pose_head_targets(truth["pose"]), cfg.eval.batch_size))
+    return ds, parts, truth, r2, share, row
 
 
 def evaluate(method, cfg, out_dir: Path) -> list[dict]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ds, parts, truth, r2, row = _matrix_scores(method, cfg, cfg.eval.max_images)
+    ds, parts, truth, r2, share, row = _matrix_scores(method, cfg, cfg.eval.max_images)
     n = len(ds)
     row = {"data": f"synthetic test ({n})", **row}
     table = [{"part": p, **{f"R2 {g}": r2[i, j] for j, g in enumerate(truth)}} for i, p in enumerate(parts)]
     h = n // 2  # where pose sits: R^2 of each part for each pose value (tx, ty, roll, scale)
     per_pose = [{"part": p, **{f"R2 {v}": r for v, r in zip(POSE_VALUES, ridge_probe(
         parts[p][:h], truth["pose"][:h], parts[p][h:], truth["pose"][h:])["r2"])}} for p in parts]
-    (out_dir / "disentanglement.md").write_text(markdown_table(table) + "\n\nPose values:\n\n"
-                                                + markdown_table(per_pose) + "\n")
+    shares = [{"part": p, **{f"share {g}": share[i, j] for j, g in enumerate(truth)}} for i, p in enumerate(parts)]
+    (out_dir / "disentanglement.md").write_text(
+        markdown_table(table) + "\n\nPose values:\n\n" + markdown_table(per_pose)
+        + "\n\nShare of each part's variance explained by each factor group (reverse probe):\n\n"
+        + markdown_table(shares) + "\n")
     heatmap_png(r2, [f"{p} ({parts[p].shape[1]})" for p in parts], list(truth), out_dir / "disentanglement.png")
     k = min(cfg.eval.num_display, n // 2)
     bs = cfg.eval.batch_size
@@ -146,4 +174,4 @@ def scores(method, cfg, n: int) -> dict[str, float]:
     """The synthetic row (DCI, MIG, R^2 diagonal / off-diagonal, verification) on ``n`` test renders."""
     if cfg.data.name != "synthetic":
         return {}
-    return {k: float(v) for k, v in _matrix_scores(method, cfg, n)[4].items()}
+    return {k: float(v) for k, v in _matrix_scores(method, cfg, n)[5].items()}

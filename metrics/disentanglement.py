@@ -95,6 +95,26 @@ def r2_matrix(parts: dict, truth: dict, n_train: int, alpha: float = 1.0) -> np.
     return out
 
 
+def variance_share_matrix(parts: dict, truth: dict, n_train: int, alpha: float = 1.0) -> np.ndarray:
+    """The reverse probe: share of each part's variance (rows) that a ridge probe from each ground-truth group
+    (cols) explains on the test rows, i.e. the variance-weighted R^2 over the part's dims. Where ``r2_matrix``
+    asks whether a factor can be read from a part (scale-free: a faint but clean trace reads well), this asks
+    how much of the part that factor is."""
+    out = np.zeros((len(parts), len(truth)))
+    for i, p in enumerate(parts.values()):
+        var = np.asarray(p[n_train:], np.float64).var(0)
+        for j, t in enumerate(truth.values()):
+            r2 = ridge_probe(t[:n_train], p[:n_train], t[n_train:], p[n_train:], alpha)["r2"]
+            out[i, j] = float((r2 * var).sum() / max(var.sum(), 1e-12))
+    return out
+
+
+def mean_r2(pred, y) -> float:
+    """Mean over columns of 1 - SS_res / SS_tot (about each column's mean)."""
+    pred, y = np.asarray(pred, np.float64), np.asarray(y, np.float64)
+    return float(np.mean(1.0 - ((y - pred) ** 2).sum(0) / np.maximum(((y - y.mean(0)) ** 2).sum(0), 1e-12)))
+
+
 # --- LFW / AffectNet -------------------------------------------------------------------------------
 def verification_accuracy(dist, same, fold, thresholds=None) -> dict:
     """k-fold verification: per fold, the threshold best on the other folds (same if dist <= t) scores it."""

@@ -78,15 +78,6 @@ class Method(nn.Module):
             for be, b in zip(ema_net.buffers(), self.nets[k].buffers()):
                 be.copy_(b)
 
-    def eval_nets(self, use_ema: bool = True) -> dict[str, nn.Module]:
-        """Networks for inference: EMA copies where they exist (if ``use_ema``), all in eval mode."""
-        nets = {k: v for k, v in self.nets.items()}
-        if use_ema and self.ema is not None:
-            nets.update(self.ema.items())
-        for n in nets.values():
-            n.eval()
-        return nets
-
     @contextlib.contextmanager
     def inference(self, use_ema: bool = True):
         """Inside: every net in eval mode, no autograd, EMA weights in place of the raw ones (where they exist

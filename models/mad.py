@@ -206,6 +206,19 @@ def init_q_from_resnet18(q, path) -> str:
 class MAD(Method):
     ema_nets = ("q", "p", "e", "g")
     weight_keys = {"resnet18": "model.q_init"}
+    tasks = ("factor_encoding", "identity_swap")
+
+    @property
+    def evaluations(self):
+        """Real-data runs: no identity-swap pairs with a truth to score (factor encoding adds LFW / AffectNet)."""
+        return ("factor_encoding",) if self.cfg.data.name == "real" else self.tasks
+
+    @classmethod
+    def tiny(cls, tmp):
+        return "configs/mad_synth_joint.yaml", [
+            "data.train_length=96", "data.test_length=24", "data.n_identities=10", "data.size=32",
+            "data.batch_size=4", "model.width=0.125", "model.hidden=32", "model.dz_hidden=32", "eval.max_images=24",
+            "eval.num_display=2"]
 
     def __init__(self, cfg, device):
         super().__init__(cfg, device)
@@ -243,20 +256,32 @@ class MAD(Method):
             return build_real(cfg, split)
         return {"faces": build_identity_groups(cfg, split)}
 
-    # --- inference -------------------------------------------------------------------------------
-    def encode(self, x, nets=None) -> dict:
-        n = nets or self.nets
-        return n["e"](n["q"](x))
+    # --- inference (tasks factor_encoding and identity_swap, models/tasks.py) -----------------------
+    def encode(self, x) -> dict:
+        """The named parts of x: E(Q(x)) = {pose, identity, style, expression}."""
+        return self.nets["e"](self.nets["q"](x))
 
-    def decode(self, parts: dict, nets=None):
-        n = nets or self.nets
-        return n["p"](n["g"](parts))
+    def decode(self, parts: dict):
+        return self.nets["p"](self.nets["g"](parts))
 
-    def reconstruct(self, x, nets=None):
+    def reconstruct(self, x):
         """P(Q(x)) after the AE phase, P(G(E(Q(x)))) after the others."""
-        n = nets or self.nets
-        z = n["q"](x)
-        return n["p"](z if self.cfg.model.phase == "ae" else n["g"](n["e"](z)))
+        z = self.nets["q"](x)
+        return self.nets["p"](z if self.cfg.model.phase == "ae" else self.nets["g"](self.nets["e"](z)))
+
+    def swap(self, identity_source, attribute_source):
+        """``attribute_source`` decoded with ``identity_source``'s identity part."""
+        return self.decode({**self.encode(attribute_source), "identity": self.encode(identity_source)["identity"]})
+
+    def pose_head_targets(self, pose):
+        """What the pose head regresses, from the synthetic pose vectors (tx, ty, roll, scale): the
+        ``model.pose_targets`` columns times ``model.pose_target_scale``."""
+        return pose[:, list(self.cfg.model.pose_targets)] * self.cfg.model.pose_target_scale
+
+    def roll_radians(self, parts: dict):
+        """The roll the pose head reads (radians), if it regresses roll; else None."""
+        targets = list(self.cfg.model.pose_targets)
+        return parts["pose"][:, targets.index(2)] / self.cfg.model.pose_target_scale if 2 in targets else None
 
     # --- training --------------------------------------------------------------------------------
     def _set_modes(self, phase):
@@ -379,11 +404,7 @@ class MAD(Method):
         logs[f"loss/{name}"] = loss.item()
 
     # --- inspection ------------------------------------------------------------------------------
-    @torch.no_grad()
     def sample_grids(self, fixed):
-        nets = self.eval_nets()
         x = torch.cat(list(fixed.values()))
-        rows = {"reconstruction": [list(x), list(self.reconstruct(x, nets).float())]}
-        for net in self.nets.values():
-            net.train()
-        return rows
+        with self.inference():
+            return {"reconstruction": [list(x), list(self.reconstruct(x).float())]}

@@ -13,8 +13,9 @@ from core.config import load_config
 from data.identity_batches import FactorFaces, IdentityGroups, build_identity_groups, flatten_groups
 from data.sampler import StepBatchSampler
 from data.synthetic import SyntheticFaces
-from metrics.mad import (dci_disentanglement, expression_accuracy, importance_matrix, lfw_verification, mig,
-                         synthetic_verification, verification_accuracy, verification_pairs)
+from evaluation.factor_encoding import expression_accuracy, lfw_verification, pose_swap
+from metrics.disentanglement import (dci_disentanglement, importance_matrix, mig, synthetic_verification,
+                                     variance_share_matrix, verification_accuracy, verification_pairs)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["data.train_length=96", "data.test_length=24", "data.n_identities=10", "data.size=32",
@@ -136,8 +137,6 @@ def test_dci_toy_cases():
 
 def test_variance_share_toy_case():
     """A part whose first dim is factor a (var 1) and second independent noise (var 1): a explains half of it."""
-    from metrics.mad import variance_share_matrix
-
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(4000, 1)), rng.normal(size=(4000, 2))
     parts = {"p": np.concatenate([a, rng.normal(size=(4000, 1))], 1), "q": 3 * b @ rng.normal(size=(2, 5))}
@@ -160,7 +159,12 @@ class _Fixed:
     """Stands in for MAD: parts from the mean colour of the image, no training needed."""
     device = torch.device("cpu")
 
-    def encode(self, x, nets=None):
+    def inference(self):
+        import contextlib
+
+        return contextlib.nullcontext(self)
+
+    def encode(self, x):
         m = x.mean((2, 3))
         pad = torch.zeros(x.shape[0], 29)
         return {"pose": m, "identity": torch.cat([m, pad], 1), "style": torch.cat([m, pad], 1),
@@ -171,9 +175,9 @@ class _Spy(_Fixed):
     """Records the largest batch it was asked to encode."""
     largest = 0
 
-    def encode(self, x, nets=None):
+    def encode(self, x):
         self.largest = max(self.largest, x.shape[0])
-        return super().encode(x, nets)
+        return super().encode(x)
 
 
 class _PoseFromPart(_Fixed):
@@ -183,21 +187,19 @@ class _PoseFromPart(_Fixed):
     def __init__(self, leak=None):
         self.back = None if leak is None else torch.linalg.pinv(torch.as_tensor(leak, dtype=torch.float32))
 
-    def decode(self, parts, nets=None):
+    def decode(self, parts):
         pose = parts["pose"] if self.back is None else parts["style"] @ self.back
         return pose[:, :, None, None].expand(-1, -1, 4, 4)
 
 
 def test_pose_swap_scores_a_decoder_that_follows_or_ignores_the_pose_part():
-    from metrics.mad import pose_swap
-
     rng = np.random.default_rng(0)
     pose, leak = rng.normal(size=(200, 3)), rng.normal(size=(3, 32))
     parts = {"pose": pose, "identity": rng.normal(size=(200, 32)), "style": pose @ leak,
              "expression": rng.normal(size=(200, 32))}
-    follows = pose_swap(_PoseFromPart(), None, parts, pose, 64)
+    follows = pose_swap(_PoseFromPart(), parts, pose, 64)
     assert follows["pose_swap_r2_donor"] == pytest.approx(1.0, abs=1e-5) and follows["pose_swap_r2_own"] < 0.1
-    ignores = pose_swap(_PoseFromPart(leak), None, parts, pose, 64)
+    ignores = pose_swap(_PoseFromPart(leak), parts, pose, 64)
     assert ignores["pose_swap_r2_own"] == pytest.approx(1.0, abs=1e-4) and ignores["pose_swap_r2_donor"] < 0.1
     assert follows["pose_recon_r2"] == pytest.approx(1.0, abs=1e-5) == ignores["pose_recon_r2"]
 
@@ -208,7 +210,7 @@ def test_lfw_and_affectnet_paths(tmp_path):
 
     root = make_lfw(tmp_path)
     spy = _Spy()
-    r = lfw_verification(spy, None, root, 16, 4)
+    r = lfw_verification(spy, root, 16, 4)
     assert r["folds"] == 2 and 0.0 <= r["accuracy"] <= 1.0 and spy.largest <= 4  # streamed, never all pairs
     pairs = LFWPairs(root, size=16)  # reference: every pair's two images encoded directly
     a = torch.stack([_Fixed().encode(pairs[i]["image"][None])["identity"][0] for i in range(len(pairs))])
@@ -224,7 +226,7 @@ def test_lfw_and_affectnet_paths(tmp_path):
     for name in ("training.csv", "validation.csv"):
         (tmp_path / "aff" / name).write_text("\n".join(rows) + "\n")
     spy = _Spy()
-    acc = expression_accuracy(spy, None, tmp_path / "aff", 16, 4)
+    acc = expression_accuracy(spy, tmp_path / "aff", 16, 4)
     assert acc["accuracy"] == 1.0 and spy.largest <= 4  # the class is the image colour
 
 
@@ -471,7 +473,7 @@ def test_q_init_copies_exactly_the_matching_imagenet_tensors(tmp_path):
     for k, v in after.items():
         assert torch.equal(v, state[k] if k in same else before[k]), k
     kept = len([k for k in after if not k.endswith("num_batches_tracked")]) - len(same)
-    assert f"100 tensors loaded, 2 skipped (fc.weight, fc.bias)" in report
+    assert "100 tensors loaded, 2 skipped (fc.weight, fc.bias)" in report
     assert f"{kept} of Q's kept random" in report and "layer0." in report
 
 
