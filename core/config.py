@@ -53,6 +53,7 @@ CHOICES = {
     "model.id_loss": ("l1", "cosine"),
     "model.pixel_mask": ("gaussian", "uniform"),
     "model.phase": ("ae", "disentangle", "joint"),
+    "model.encoder": ("resnet18", "compact"),
     "train.best_mode": ("min", "max"),
     "eval.identity_judge_kind": ("small", "ir_se50", "dlib"),
     "eval.features": ("inception", "face_identity"),
