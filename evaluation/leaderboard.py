@@ -15,6 +15,8 @@ import copy
 import json
 from pathlib import Path
 
+import torch.nn.functional as F
+
 from core.figures import image_grid, save_png
 from data.synthetic.counterfactual import content_transfer_truth, identity_swap_pairs, stack
 from evaluation import content_transfer as ct
@@ -190,8 +192,9 @@ def render_markdown(board: dict) -> str:
     arrows = {"higher": "higher is better", "lower": "lower is better", "chance": "closest to 0.5 is best"}
     setting = ", ".join(f"{k} {v}" for k, v in board["setting"].items())
     legend = "; ".join(f"{c['label']}: {arrows[c['better']]}" for c in cols)
+    rows = ", ".join(board["grid"][1])
     return (f"Leaderboard: {board['task']} ({setting}). Cells: value (rank, 1 = best).\n\n"
-            + markdown_table(table) + f"\n\n{legend}.")
+            + markdown_table(table) + f"\n\n{legend}.\n\nGrid rows (the same pairs in every column): {rows}.")
 
 
 def write(board: dict, out_dir) -> dict[str, Path]:
@@ -214,6 +217,9 @@ def write(board: dict, out_dir) -> dict[str, Path]:
                        for r in board["rows"]]}
     draw_figure(figure, paths["png"])
     grid, _ = board["grid"]
-    save_png(image_grid([[t.float().clamp(-1, 1) for t in row] for row in grid]), paths["grid"])
+    scale = max(1, 96 // grid[0][0].shape[-1])  # small renders: nearest-neighbour zoom, so a reader sees them
+    cells = [[F.interpolate(t[None].float().clamp(-1, 1), scale_factor=scale, mode="nearest")[0] for t in row]
+             for row in grid]
+    save_png(image_grid(cells), paths["grid"])
     return paths
 
