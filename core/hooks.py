@@ -147,7 +147,7 @@ class GridWriter(Hook):
 
 
 class PeriodicEval(Hook):
-    """Every ``every`` steps (and at the last step) rank 0 runs ``evaluate(method) -> {name: float}`` on a fixed
+    """Every ``every`` steps rank 0 runs ``evaluate(method) -> {name: float}`` on a fixed
     small test subset, without moving any RNG, and logs the scalars (``eval/<name>``). When ``metric`` improves
     (``mode`` min or max) the checkpointer also writes ``checkpoint-best.pt``; the best value survives resume."""
 
@@ -167,7 +167,7 @@ class PeriodicEval(Hook):
         return value < self.best["value"] if self.mode == "min" else value > self.best["value"]
 
     def after_step(self, tr):
-        if not self.every or not _every(tr.step, self.every, tr.total):
+        if not _every(tr.step, self.every, tr.total, at_end=False):
             return
         improved = False
         if tr.rank == 0:

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-for cfg in stylegan2_synth face_nets_synth face_judge_synth; do
+for cfg in face_nets_synth face_judge_synth stylegan2_synth; do  # the judge first: stylegan2's evaluation uses it
   $PY train.py --config configs/$cfg.yaml --resume auto
 done
 if [ ! -f cache/w_synth/meta.json ]; then

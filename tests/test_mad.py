@@ -497,7 +497,7 @@ def test_weights_flag_loads_q_and_wrong_files_are_one_line_errors(tmp_path, caps
     for extra, message in (([f"--weights={other}"], "expected torchvision's resnet18 state_dict"),
                            ([f"--weights=resnet18={good}"], "no ResNet-18 tensor matches Q's shapes"),
                            ([f"--weights={good}", "model.encoder=compact"], "needs model.encoder=resnet18"),
-                           (["model.encoder=vgg"], "model.encoder must be one of resnet18 | compact")):
+                           (["model.encoder=vgg"], "'model.encoder' (from override 'model.encoder=vgg') must be one of resnet18 | compact")):
         assert train.main(base + extra) != 0
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
