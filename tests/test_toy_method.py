@@ -111,6 +111,11 @@ def test_a_toy_method_trains_resumes_evaluates_and_joins_the_leaderboard(toy):
     assert (toy / "runs" / "toy" / ckpt.BEST).is_file()
     stats = [json.loads(ln) for ln in (toy / "runs" / "toy" / "stats.jsonl").read_text().splitlines()]
     assert [s["step"] for s in stats if "eval/content_transfer/transfer_l1_in_mask" in s] == [2, 4]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(toy / "runs" / "straight" / "tensorboard")).Reload()
+    curve = events.Scalars("eval/content_transfer/transfer_l1_in_mask")  # the curve TensorBoard draws
+    assert [e.step for e in curve] == [2, 4] and "loss/mask" in events.Tags()["scalars"]
 
     assert eval_cli.main(["--checkpoint", str(toy / "runs" / "toy" / ckpt.LATEST), "--out", str(toy / "ev")]) == 0
     rows = json.loads((toy / "ev" / "metrics.json").read_text())
