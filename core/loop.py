@@ -67,6 +67,15 @@ def to_channels_last(method) -> None:
             t.data = t.data.contiguous(memory_format=torch.channels_last)
 
 
+def compile_nets(method, setting) -> None:
+    """``torch.compile`` every network's forward in place (``Module.compile``): parameter names, state_dict
+    keys and checkpoints stay those of the uncompiled nets. ``setting``: true (inductor) or a backend name."""
+    if setting is not True and not isinstance(setting, str):
+        raise ValueError(f"train.compile must be false, true or a torch.compile backend name, got {setting!r}")
+    for net in method.nets.values():
+        net.compile(backend="inductor" if setting is True else setting)
+
+
 def to_device(batch, device, channels_last=False):
     if isinstance(batch, dict):
         return images_to_float({k: to_device(v, device, channels_last) for k, v in batch.items()})
@@ -181,6 +190,7 @@ def remove_unfinished(run_dir: Path) -> None:
 
 def train(cfg, resume: str | None = None, init: str | None = None, force: bool = False) -> Path:
     """Train ``cfg``; returns the run directory. ``resume``: None | 'auto' | checkpoint path."""
+    t_start = time.time()
     rank, world, local_rank = dist.init_distributed("cuda" if pick_device(cfg.device).type == "cuda" else "cpu")
     device = pick_device(cfg.device, local_rank)
     seed_everything(cfg.seed + rank)
@@ -198,6 +208,8 @@ def _train(cfg, resume, init, run_dir: Path, rank: int, world: int, device: torc
     if cfg.channels_last and device.type == "cuda":
         to_channels_last(method)
     method.init_ema()
+    if cfg.train.compile:
+        compile_nets(method, cfg.train.compile)
     ctx = StepContext(device, cfg.amp)
     step, images = 0, 0
     resume_rng = None
@@ -244,6 +256,7 @@ def _train(cfg, resume, init, run_dir: Path, rank: int, world: int, device: torc
             if step and stats_path.is_file() else []
         stats = open(stats_path, "w")
         stats.writelines(ln + "\n" for ln in kept)
+        t_start -= json.loads(kept[-1]).get("time", 0.0) if kept else 0.0  # a resumed run's clock continues
         if step == 0:
             _write_grids(method, fixed, run_dir, writer, step)
 
@@ -272,7 +285,8 @@ def _train(cfg, resume, init, run_dir: Path, rank: int, world: int, device: torc
                     dt = time.time() - t0
                     rate = (step - last_logged) * images_per_step / max(dt, 1e-9)
                     t0, last_logged = time.time(), step
-                    rec = {"step": step, "kimg": images / 1000, "img_per_s": rate, **logs}
+                    rec = {"step": step, "kimg": images / 1000, "img_per_s": rate,
+                           "time": round(time.time() - t_start, 3), **logs}
                     stats.write(json.dumps(rec) + "\n")
                     stats.flush()
                     for k, v in rec.items():
