@@ -19,15 +19,18 @@ def adam(params, lr, betas):
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
 
 
-def latent_disc_step(e1, disc, opt, a, b, ctx, clip_norm) -> float:
-    """One latent-discriminator update on common codes of the (already updated) E1: a -> 1, b -> 0."""
+def latent_disc_step(e1, disc, opt, a, b, ctx) -> float:
+    """One latent-discriminator update on common codes of the (already updated) E1: a -> 1, b -> 0.
+
+    No gradient clipping, as in both originals: their ``clip_grad_norm_(disc_params, 5)`` receives the
+    generator ``disc.parameters()`` already consumed by the optimizer's constructor, so it clips nothing."""
     opt.zero_grad(set_to_none=True)
     with ctx.autocast():
         with torch.no_grad():
             c_a, c_b = e1(a), e1(b)
         loss = bce_logits(disc(c_a), 1.0) + bce_logits(disc(c_b), 0.0)
     ctx.backward(loss, "disc")
-    ctx.step(opt, "disc", clip_norm)
+    ctx.step(opt, "disc")
     return loss.item()
 
 
@@ -114,7 +117,7 @@ class ContentAE(Method):
 
         # 2) discriminator step on codes from the already-updated E1 (a -> 1, b -> 0)
         if m.discweight > 0:
-            logs["loss/disc"] = latent_disc_step(n["e1"], n["disc"], self.optims["disc"], a, b, ctx, m.clip_norm)
+            logs["loss/disc"] = latent_disc_step(n["e1"], n["disc"], self.optims["disc"], a, b, ctx)
         return logs
 
     # --- inspection ------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ class MaskContentTransfer(Method):
 
         # 2) discriminator step on codes from the already-updated E1 (a -> 1, b -> 0)
         if m.discweight > 0:
-            logs["loss/disc"] = latent_disc_step(n["e1"], n["disc"], self.optims["disc"], a, b, ctx, m.clip_norm)
+            logs["loss/disc"] = latent_disc_step(n["e1"], n["disc"], self.optims["disc"], a, b, ctx)
         return logs
 
     # --- inspection ------------------------------------------------------------------------------

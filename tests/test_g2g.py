@@ -182,7 +182,7 @@ def test_train_class_encoder_reproduces_the_original_fine_tuning(tmp_path):
     runs in train mode (batch statistics, running stats updated), as in the original's Lightning loop."""
     from core.config import load_config
     from models import build_method
-    from models.base import StepContext
+    from core.step import StepContext
     from models.nets.g2g_nets import ResNet50VGGFace2
 
     path = tmp_path / "resnet50_ft.pth"

@@ -525,7 +525,7 @@ def test_update_order_discriminators_first_and_q_steps_twice(tmp_path):
     import torch.nn.functional as F
 
     from losses import bce_logits
-    from models.base import StepContext
+    from core.step import StepContext
 
     mad, cfg = _tiny_mad("ae", f"data.cache_dir={tmp_path}")
     for mod in mad.nets["dz"].modules():  # dropout off: D_z becomes a deterministic function
