@@ -209,15 +209,12 @@ def run_train(tmp_path, name, *extra):
     return tmp_path / name
 
 
-def test_train_resume_and_load(tmp_path):
-    straight = run_train(tmp_path, "straight", "train.steps=6", "train.snapshot_every=3")
+def test_train_and_load(tmp_path):
+    """(Bit-exact resume of every method, this one's cosine schedule included: tests/test_method_contract.py.)"""
+    straight = run_train(tmp_path, "straight", "train.steps=3")
     assert sorted(p.name for p in (straight / "grids").iterdir())[0].startswith("landmarks-")
-    # a run resumed from the step-3 snapshot ends on the same weights (cosine schedule included)
-    resumed = run_train(tmp_path, "resumed", "train.steps=6", "--resume", str(straight / "checkpoint-0000003.pt"))
-    a, b = ckpt.load(straight / ckpt.LATEST), ckpt.load(resumed / ckpt.LATEST)
-    assert a["step"] == b["step"] == 6 and {k.split(".")[0] for k in a["nets"]} == {"identity", "analysis", "margin"}
-    diff = [k for k in a["nets"] if not torch.equal(a["nets"][k], b["nets"][k])]
-    assert not diff, diff[:5]
+    a = ckpt.load(straight / ckpt.LATEST)
+    assert a["step"] == 3 and {k.split(".")[0] for k in a["nets"]} == {"identity", "analysis", "margin"}
 
     nets = load_face_nets(straight / ckpt.LATEST)
     assert isinstance(nets["identity"], SmallIdentityNet) and isinstance(nets["analysis"], FaceAnalysisNet)

@@ -54,7 +54,7 @@ def test_pairs_have_different_identities_and_are_deterministic(tmp_path):
         IdentityPairs(SyntheticFaces(size=32, length=4, n_identities=1, cache_dir=str(tmp_path)))
 
 
-def test_train_logs_every_term_writes_grids_and_resumes(trained):
+def test_train_logs_every_term_and_writes_grids(trained):
     tmp, run = trained
     stats = _stats(run)
     assert sorted(stats) == [1, 2, 3]
@@ -65,13 +65,7 @@ def test_train_logs_every_term_writes_grids_and_resumes(trained):
     state = ckpt.load(run / ckpt.LATEST)
     assert state["step"] == 3 and set(state["optims"]) == {"gen", "dis"}
     assert {k.split(".")[0] for k in state["nets"]} == {"content_enc", "class_enc", "decoder", "disc"}
-    assert train.main(g2g_args(tmp, "half", "train.steps=2")) == 0
-    assert train.main(g2g_args(tmp, "half", "train.steps=3", "--resume", "auto")) == 0
-    half = ckpt.load(tmp / "half" / ckpt.LATEST)
-    for k, v in state["nets"].items():  # a resumed run replays the same pairs: bit-exact
-        assert torch.equal(v, half["nets"][k]), k
-    assert train.main(g2g_args(tmp, "g", "train.steps=5", "--resume", "auto")) == 0
-    assert sorted(_stats(run)) == [1, 2, 3, 4, 5] and ckpt.load(run / ckpt.LATEST)["step"] == 5
+    # bit-exact resume: tests/test_method_contract.py (every method)
 
 
 def test_zero_weights_drop_their_terms(tmp_path):

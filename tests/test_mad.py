@@ -602,27 +602,6 @@ def test_triplet_distance_has_the_original_epsilon():
     assert torch.isfinite(torch.autograd.grad(h, emb)[0]).all()
 
 
-def test_joint_resume_is_bit_exact(tmp_path):
-    """Two optimizers for Q and P, Q stepped twice, discriminators stepped first: a resumed joint run equals a
-    straight one."""
-    from core import checkpoint as ckpt
-    from tests.test_training import tensors
-
-    def run(name, steps, *extra):
-        args = ["--config", str(ROOT / "configs/mad_synth_joint.yaml"), f"run.dir={tmp_path}", f"run.name={name}",
-                f"data.cache_dir={tmp_path / 'cache'}", f"train.steps={steps}", *TINY, *extra]
-        assert train.main(args) == 0
-        return ckpt.load(tmp_path / name / ckpt.LATEST)
-
-    straight = run("straight", 4)
-    run("split", 2)
-    resumed = run("split", 4, "--resume", "auto")
-    a, b = tensors(straight), tensors(resumed)
-    assert a.keys() == b.keys() and any(k.startswith("opt.q.") for k in a)
-    diff = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not diff, diff[:5]
-
-
 def test_p_gets_no_share_of_the_disentanglement_loss_unless_asked(tmp_path):
     from models.mad import source_labels
 
