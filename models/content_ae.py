@@ -12,7 +12,8 @@ import torch
 from data import build_domains
 from losses import bce_logits, latent_confusion_loss, recon_loss
 from models.base import Method
-from models.nets.conv_autoencoder import ConvDecoder, ConvEncoder, LatentDiscriminator, scaled
+from models.lr_schedule import check_schedule, set_lr
+from models.nets.conv_autoencoder import ConvDecoder, ConvEncoder, LatentDiscriminator, disc_logits, scaled
 
 
 def adam(params, lr, betas):
@@ -28,7 +29,8 @@ def latent_disc_step(e1, disc, opt, a, b, ctx) -> float:
     with ctx.autocast():
         with torch.no_grad():
             c_a, c_b = e1(a), e1(b)
-        loss = bce_logits(disc(c_a), 1.0) + bce_logits(disc(c_b), 0.0)
+        logit_a, logit_b = disc_logits(disc, c_a, c_b)
+        loss = bce_logits(logit_a, 1.0) + bce_logits(logit_b, 0.0)
     ctx.backward(loss, "disc")
     ctx.step(opt, "disc")
     return loss.item()
@@ -47,13 +49,14 @@ class ContentAE(Method):
     def __init__(self, cfg, device):
         super().__init__(cfg, device)
         m, size = cfg.model, cfg.data.size
+        check_schedule(m.lr_schedule)
         code_ch = round(512 * m.width)
         if not 0 < m.sep < code_ch:
             raise ValueError(f"model.sep must be in (0, {code_ch}) for width {m.width}, got {m.sep}")
         self.nets["e1"] = ConvEncoder(scaled([32, 64, 128, 256], m.width) + [code_ch - m.sep] * 2, size, m.norm)
         self.nets["e2"] = ConvEncoder(scaled([32, 64, 128, 128, 128], m.width) + [m.sep], size, m.norm)
         self.nets["dec"] = ConvDecoder(scaled([512, 256, 128, 64, 32], m.width), size, in_ch=code_ch, norm=m.norm)
-        self.nets["disc"] = LatentDiscriminator(self.nets["e1"].dim, m.disc_hidden)
+        self.nets["disc"] = LatentDiscriminator(self.nets["e1"].dim, m.disc_hidden, m.disc_standardize)
         self.to(device)
         ae_params = [p for k in ("e1", "e2", "dec") for p in self.nets[k].parameters()]
         self.optims["ae"] = adam(ae_params, m.lr, m.betas)
@@ -93,6 +96,9 @@ class ContentAE(Method):
     # --- training --------------------------------------------------------------------------------
     def train_step(self, batch, step, ctx):
         m, n = self.cfg.model, self.nets
+        if m.lr_schedule != "constant":
+            for name, base in (("ae", m.lr), ("disc", m.disclr)):
+                set_lr(self.optims[name], base, m.lr_schedule, step, self.cfg.train.steps, m.lr_warmup)
         a, b = batch["a"]["image"], batch["b"]["image"]
         logs = {}
 
@@ -108,7 +114,7 @@ class ContentAE(Method):
             loss_rec_b = recon_loss(m.recon, rec_b.float(), b)
             loss = loss_rec_a + loss_rec_b
             if m.discweight > 0:
-                loss_conf = latent_confusion_loss(n["disc"](c_a), n["disc"](c_b), m.confusion_target)
+                loss_conf = latent_confusion_loss(*disc_logits(n["disc"], c_a, c_b), m.confusion_target)
                 loss = loss + m.discweight * loss_conf
                 logs["loss/confusion"] = loss_conf.item()
         ctx.backward(loss, "ae")

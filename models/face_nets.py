@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import Method
+from models.lr_schedule import cosine_lr
 from models.nets.face_small import build_small_nets, pixels_to_unit, unit_to_pixels
 
 
@@ -56,14 +57,6 @@ def face_datasets(d, split: str) -> dict:
     faces = SyntheticFaces(size=d.size, length=length, seed=d.seed, split=split, n_identities=d.n_identities,
                            cache_dir=d.cache_dir)
     return {"faces": FaceFactors(faces)}
-
-
-def cosine_lr(base: float, step: int, total: int, warmup: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def draw_points(img: torch.Tensor, pts: torch.Tensor, color, radius: int = 1) -> torch.Tensor:

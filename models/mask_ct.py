@@ -14,8 +14,9 @@ from data import build_domains
 from losses import latent_confusion_loss, recon_loss
 from models.base import Method
 from models.content_ae import adam, latent_disc_step
+from models.lr_schedule import check_schedule, set_lr
 from models.nets.conv_autoencoder import (ConvDecoder, ConvEncoder, LatentDiscriminator, MaskBlendDecoder,
-                                          scaled)
+                                          disc_logits, scaled)
 
 # generator loss terms -> their weight key in ``model:`` (spec §2.3; the original's flag names)
 LOSS_WEIGHTS = {
@@ -42,6 +43,7 @@ class MaskContentTransfer(Method):
     def __init__(self, cfg, device):
         super().__init__(cfg, device)
         m, size = cfg.model, cfg.data.size
+        check_schedule(m.lr_schedule)
         code_ch = round(512 * m.width)
         if not 0 < m.sep < code_ch:
             raise ValueError(f"model.sep must be in (0, {code_ch}) for width {m.width}, got {m.sep}")
@@ -55,7 +57,7 @@ class MaskContentTransfer(Method):
         self.nets["e2"] = ConvEncoder(scaled([32, 64, 128, 128, 128], m.width) + [m.sep], size, m.norm)
         self.nets["d_a"] = ConvDecoder(dec, size, in_ch=code_ch, norm=m.norm, act="lrelu")
         self.nets["d_b"] = MaskBlendDecoder(dec, size, in_ch=code_ch, norm=m.norm, act="lrelu")
-        self.nets["disc"] = LatentDiscriminator(self.nets["e1"].dim, m.disc_hidden)
+        self.nets["disc"] = LatentDiscriminator(self.nets["e1"].dim, m.disc_hidden, m.disc_standardize)
         self.to(device)
         gen_params = [p for k in ("e1", "e2", "d_a", "d_b") for p in self.nets[k].parameters()]
         self.optims["ae"] = adam(gen_params, m.lr, m.betas)
@@ -115,6 +117,9 @@ class MaskContentTransfer(Method):
     # --- training --------------------------------------------------------------------------------
     def train_step(self, batch, step, ctx):
         m, n = self.cfg.model, self.nets
+        if m.lr_schedule != "constant":
+            for name, base in (("ae", m.lr), ("disc", m.disclr)):
+                set_lr(self.optims[name], base, m.lr_schedule, step, self.cfg.train.steps, m.lr_warmup)
         a, b = batch["a"]["image"], batch["b"]["image"]
 
         # 1) generator step: E1, E2, D_A, D_B. a and b pass separately (per-domain BatchNorm statistics);
@@ -140,7 +145,7 @@ class MaskContentTransfer(Method):
             }
             weights = {k: m[w] for k, w in LOSS_WEIGHTS.items()}
             if m.discweight > 0:
-                terms["confusion"] = latent_confusion_loss(n["disc"](c_a), n["disc"](c_b), m.confusion_target)
+                terms["confusion"] = latent_confusion_loss(*disc_logits(n["disc"], c_a, c_b), m.confusion_target)
                 weights["confusion"] = m.discweight
             loss = sum(weights[k] * t for k, t in terms.items() if weights[k] > 0)
         ctx.backward(loss, "ae")

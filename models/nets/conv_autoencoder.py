@@ -100,12 +100,25 @@ class MaskBlendDecoder(ConvDecoder):
 
 
 class LatentDiscriminator(nn.Sequential):
-    """Linear(dim, hidden) -> LeakyReLU(0.2) -> Linear(hidden, 1); returns logits of shape (B,).
+    """[BatchNorm1d without affine] -> Linear(dim, hidden) -> LeakyReLU(0.2) -> Linear(hidden, 1); logits (B,).
 
     The papers end in a Sigmoid + BCE; we return logits and use BCE-with-logits, the same function
-    computed stably (and allowed under autocast).
+    computed stably (and allowed under autocast). ``standardize`` (not in the papers) adds the first layer:
+    each code feature is standardised with batch statistics, so a feature that separates the domains counts
+    however small its scale (what a linear probe on standardised codes sees). Call it on both domains' codes
+    as one batch (``disc_logits``), or the batch statistics would remove the gap between the domains.
     """
 
-    def __init__(self, dim: int, hidden: int = 512):
-        super().__init__(nn.Linear(dim, hidden), nn.LeakyReLU(0.2, inplace=True), nn.Linear(hidden, 1),
+    def __init__(self, dim: int, hidden: int = 512, standardize: bool = False):
+        first = [nn.BatchNorm1d(dim, eps=1e-8, affine=False)] if standardize else []
+        super().__init__(*first, nn.Linear(dim, hidden), nn.LeakyReLU(0.2, inplace=True), nn.Linear(hidden, 1),
                          nn.Flatten(0))
+        self.standardize = standardize
+
+
+def disc_logits(disc: LatentDiscriminator, c_a: torch.Tensor, c_b: torch.Tensor):
+    """The discriminator's logits for both domains' codes; a standardising one sees them as one batch."""
+    if not disc.standardize:
+        return disc(c_a), disc(c_b)
+    out = disc(torch.cat([c_a, c_b]))
+    return out[:c_a.shape[0]], out[c_a.shape[0]:]
