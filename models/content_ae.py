@@ -20,6 +20,14 @@ def adam(params, lr, betas):
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
 
 
+def schedule_lrs(method, step: int) -> None:
+    """Set the ae and disc optimizers' rates for ``step`` by ``model.lr_schedule`` (constant: left as built)."""
+    m = method.cfg.model
+    if m.lr_schedule != "constant":
+        for name, base in (("ae", m.lr), ("disc", m.disclr)):
+            set_lr(method.optims[name], base, m.lr_schedule, step, method.cfg.train.steps, m.lr_warmup)
+
+
 def latent_disc_step(e1, disc, opt, a, b, ctx) -> float:
     """One latent-discriminator update on common codes of the (already updated) E1: a -> 1, b -> 0.
 
@@ -96,9 +104,7 @@ class ContentAE(Method):
     # --- training --------------------------------------------------------------------------------
     def train_step(self, batch, step, ctx):
         m, n = self.cfg.model, self.nets
-        if m.lr_schedule != "constant":
-            for name, base in (("ae", m.lr), ("disc", m.disclr)):
-                set_lr(self.optims[name], base, m.lr_schedule, step, self.cfg.train.steps, m.lr_warmup)
+        schedule_lrs(self, step)
         a, b = batch["a"]["image"], batch["b"]["image"]
         logs = {}
 

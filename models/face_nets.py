@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import Method
-from models.lr_schedule import cosine_lr
+from models.lr_schedule import set_lr
 from models.nets.face_small import build_small_nets, pixels_to_unit, unit_to_pixels
 
 
@@ -100,10 +100,8 @@ class FaceNets(Method):
 
     def _set_lr(self, step: int) -> float:
         m = self.cfg.model
-        lr = m.lr if m.lr_schedule == "constant" else cosine_lr(m.lr, step, self.cfg.train.steps, m.warmup)
         for opt in self.optims.values():
-            for g in opt.param_groups:
-                g["lr"] = lr
+            lr = set_lr(opt, m.lr, m.lr_schedule, step, self.cfg.train.steps, m.warmup)
         return lr
 
     # --- training --------------------------------------------------------------------------------

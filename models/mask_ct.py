@@ -13,8 +13,8 @@ import torch
 from data import build_domains
 from losses import latent_confusion_loss, recon_loss
 from models.base import Method
-from models.content_ae import adam, latent_disc_step
-from models.lr_schedule import check_schedule, set_lr
+from models.content_ae import adam, latent_disc_step, schedule_lrs
+from models.lr_schedule import check_schedule
 from models.nets.conv_autoencoder import (ConvDecoder, ConvEncoder, LatentDiscriminator, MaskBlendDecoder,
                                           disc_logits, scaled)
 
@@ -117,9 +117,7 @@ class MaskContentTransfer(Method):
     # --- training --------------------------------------------------------------------------------
     def train_step(self, batch, step, ctx):
         m, n = self.cfg.model, self.nets
-        if m.lr_schedule != "constant":
-            for name, base in (("ae", m.lr), ("disc", m.disclr)):
-                set_lr(self.optims[name], base, m.lr_schedule, step, self.cfg.train.steps, m.lr_warmup)
+        schedule_lrs(self, step)
         a, b = batch["a"]["image"], batch["b"]["image"]
 
         # 1) generator step: E1, E2, D_A, D_B. a and b pass separately (per-domain BatchNorm statistics);

@@ -6,6 +6,7 @@ import torch
 
 from core.config import load_config
 from core.step import StepContext
+from losses import bce_logits
 from models import build_method
 from models.nets.conv_autoencoder import LatentDiscriminator, disc_logits
 
@@ -32,7 +33,6 @@ def test_plain_disc_is_per_sample_and_has_no_standardiser():
 
 def accuracy_after_training(disc, gap: float, steps: int = 200) -> float:
     """Train ``disc`` on codes whose domains differ by ``gap`` along one feature; accuracy on fresh codes."""
-    from losses import bce_logits
     opt = torch.optim.Adam(disc.parameters(), lr=1e-3)
     for i in range(steps):
         la, lb = disc_logits(disc, *codes(gap, seed=i))
