@@ -2,10 +2,38 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 
 import torch
 
 from core import dist
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16) and oneDNN uses it; elsewhere bf16
+    autocast on CPU is emulated and slower than fp32."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    if not sys.platform.startswith("linux"):
+        return True  # oneDNN's own check above is all there is to go on
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_amp(device: torch.device, amp: str) -> str:
+    """The autocast actually used: CUDA takes ``amp`` as given; a CPU runs bf16 autocast only where it computes
+    bf16 natively (``cpu_has_native_bf16``), and never fp16 (no CPU speed-up, no loss scaling there)."""
+    if amp not in ("none", "bf16", "fp16"):
+        raise ValueError(f"amp must be none|bf16|fp16, got {amp!r}")
+    if device.type == "cuda":
+        return amp
+    return "bf16" if amp == "bf16" and device.type == "cpu" and cpu_has_native_bf16() else "none"
 
 
 class StepContext:
@@ -13,9 +41,7 @@ class StepContext:
 
     def __init__(self, device: torch.device, amp: str = "none"):
         self.device = device
-        self.amp = amp if device.type == "cuda" else "none"
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be none|bf16|fp16, got {amp!r}")
+        self.amp = resolve_amp(device, amp)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
         self.scalers: dict[str, torch.amp.GradScaler] = {}
 

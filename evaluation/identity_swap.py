@@ -13,7 +13,9 @@ baselines (copy the attribute source, copy the identity source). Columns:
   ``id_sim_gt`` (vs the true swap);
 - with an analysis judge (``eval.analysis_judge``): ``pose_err`` / ``expr_err`` (the judge's pose / expression
   of the output vs the attribute source's true factors), ``lnd_err_px`` (landmarks vs the true ones);
-- the method row adds ``recon_psnr`` (``swap(x, x)`` vs x).
+- the method row adds ``recon_psnr`` (``swap(x, x)`` vs x);
+- with ground truth, a ``ground truth (true swap)`` row: the true swap scored by the same judges (each judge
+  column's ceiling; its own pixel columns are left out).
 Real data (no true swap): the first test pairs of the method's ``pairs`` dataset (``image`` = attribute source,
 ``image2`` = identity source), no gt columns. Grids: ``swap_grid.png`` (rows: identity sources; top row: attribute
 sources), ``swap_vs_ground_truth.png`` (identity source, attribute source, output, truth).
@@ -32,6 +34,7 @@ from metrics.image import l1, psnr
 
 BEST = ("gt_psnr", "max")
 BASELINES = {"copy attribute source": "attr_ref", "copy identity source": "id_ref"}
+TRUTH = "ground truth (true swap)"
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -116,11 +119,21 @@ def score(out, pairs, ident=None, analysis=None) -> dict:
     return s
 
 
+def truth_score(pairs, ident=None, analysis=None) -> dict:
+    """The judge columns of the true swap itself (its pixel columns against itself are trivial: left out)."""
+    s = score(pairs["gt"], pairs, ident, analysis)
+    for k in ("gt_l1", "gt_psnr", "id_sim_gt"):
+        s.pop(k, None)
+    return s
+
+
 def rows_for(name: str, out, pairs, ident, analysis, data: str, baselines: bool = True) -> list[dict]:
     rows = [{"data": data, "result": name, **score(out, pairs, ident, analysis)}]
     if baselines:
         rows += [{"data": data, "result": b, **score(pairs[key], pairs, ident, analysis)}
                  for b, key in BASELINES.items()]
+        if "gt" in pairs:
+            rows.append({"data": data, "result": TRUTH, **truth_score(pairs, ident, analysis)})
     return rows
 
 

@@ -5,7 +5,9 @@ Every run is re-evaluated at one common setting, never compared from its own num
   ``n`` pairs), each method fed them at its own resolution, outputs scored at one scoring size (default: the
   smallest run's; larger outputs are area-averaged down);
 - the same judges (identity swap: ``--identity-judge`` / ``--analysis-judge``, default the first run's);
-- the copy baselines as rows; a rank per column (1 = best).
+- the copy baselines as rows; a rank per column (1 = best); the identity-swap board adds the true swap scored by
+  the same judges (``ground truth (true swap)``: each judge column's ceiling, unranked);
+- the reference goals of the task (``evaluation/goals.py``) checked on every method row.
 Writes ``leaderboard-<task>.md`` / ``.json`` / ``.png`` (bar charts) and ``leaderboard-<task>-grid.png`` (the
 same inputs in every row: the inputs, one row per method, the ground truth).
 """
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from core.figures import image_grid, save_png
 from data.synthetic.counterfactual import content_transfer_truth, identity_swap_pairs, stack
 from evaluation import content_transfer as ct
+from evaluation import goals
 from evaluation import identity_swap as idswap
 from metrics.tables import _atomic_write_text, _json_safe, markdown_table
 
@@ -56,7 +59,7 @@ def _world(cfg, size: int, n: int):
 def _rank(rows: list[dict], columns: list[dict]) -> None:
     """``rank`` per column (1 = best; ties share the better rank; rows without the value get none)."""
     for c in columns:
-        vals = [(r["values"].get(c["name"]), i) for i, r in enumerate(rows)]
+        vals = [(r["values"].get(c["name"]), i) for i, r in enumerate(rows) if not r.get("truth")]
         vals = [(v, i) for v, i in vals if v is not None]
         sign = -1.0 if c["better"] == "higher" else 1.0
         keyed = sorted((sign * (abs(v - 0.5) if c["better"] == "chance" else v), i) for v, i in vals)
@@ -156,6 +159,7 @@ def identity_swap_board(runs: list, n: int, size: int | None = None, identity_ju
     for label, key in idswap.BASELINES.items():
         rows.append({"row": f"baseline: {label}", "method": "",
                      "values": idswap.score(truth[key], truth, ident, analysis)})
+    rows.append({"row": idswap.TRUTH, "method": "", "truth": True, "values": idswap.truth_score(truth, ident, analysis)})
     k = min(8, truth["gt"].shape[0])
     grid = [list(truth["id_ref"][:k].cpu()), list(truth["attr_ref"][:k].cpu())] + \
         [list(v[:k]) for v in shown.values()] + [list(truth["gt"][:k].cpu())]
@@ -177,7 +181,9 @@ def leaderboard(task: str, runs: list, n: int = 256, size: int | None = None, **
     rows, columns, grid, setting = board(runs, n, size, **judges) if judges else board(runs, n, size)
     columns = [c for c in columns if any(r["values"].get(c["name"]) is not None for r in rows)]
     _rank(rows, columns)
-    return {"task": task, "setting": setting, "columns": columns, "rows": rows, "grid": grid}
+    board = {"task": task, "setting": setting, "columns": columns, "rows": rows, "grid": grid}
+    board["goals"] = goals.check(board)
+    return board
 
 
 def render_markdown(board: dict) -> str:
@@ -187,14 +193,16 @@ def render_markdown(board: dict) -> str:
         cells = {"run": r["row"], "method": r["method"]}
         for c in cols:
             v = r["values"].get(c["name"])
-            cells[c["label"]] = "—" if v is None else f"{v:.4g} ({r['ranks'][c['name']]})"
+            rank = "truth" if r.get("truth") else r["ranks"][c["name"]]
+            cells[c["label"]] = "—" if v is None else f"{v:.4g} ({rank})"
         table.append(cells)
     arrows = {"higher": "higher is better", "lower": "lower is better", "chance": "closest to 0.5 is best"}
     setting = ", ".join(f"{k} {v}" for k, v in board["setting"].items())
     legend = "; ".join(f"{c['label']}: {arrows[c['better']]}" for c in cols)
     rows = ", ".join(board["grid"][1])
     return (f"Leaderboard: {board['task']} ({setting}). Cells: value (rank, 1 = best).\n\n"
-            + markdown_table(table) + f"\n\n{legend}.\n\nGrid rows (the same pairs in every column): {rows}.")
+            + markdown_table(table) + f"\n\n{legend}.\n\nGrid rows (the same pairs in every column): {rows}."
+            + (f"\n\n{goals.render_markdown(board['goals'])}" if board.get("goals") else ""))
 
 
 def write(board: dict, out_dir) -> dict[str, Path]:
@@ -212,7 +220,7 @@ def write(board: dict, out_dir) -> dict[str, Path]:
     _atomic_write_text(paths["json"], json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
     figure = {"title": f"leaderboard: {board['task']}",
               "columns": [{**c, "better": c["better"] if c["better"] != "chance" else "none"} for c in board["columns"]],
-              "rows": [{"run": r["row"], "row": r["method"] or "baseline", "numbers": "ours",
+              "rows": [{"run": r["row"], "row": r["method"] or ("truth" if r.get("truth") else "baseline"), "numbers": "ours",
                         "values": {c["name"]: r["values"].get(c["name"]) for c in board["columns"]}}
                        for r in board["rows"]]}
     draw_figure(figure, paths["png"])

@@ -12,6 +12,15 @@ training wall time plus one evaluation of the final checkpoint (Python start-up 
 Thresholds (``metrics/thresholds.py``) default to the method's goals (methods 1-2: transfer L1 in the
 region <= 0.30, swap L1 in the region below copying the target, transfer PSNR >= copying the target, common
 code domain probe <= 0.70). Writes ``time_to_quality.md`` / ``.json`` into the run folder.
+
+Reference curves of a run that is already trained (a reference run keeps numbered snapshots):
+
+    python scripts/time_to_quality.py --run runs/ref_synth_glasses [--pairs 256] [--size N] [--identity-judge P]
+
+scores every snapshot (``checkpoint-NNNNNNN.pt``, and ``checkpoint-latest.pt`` when it is newer) as the
+leaderboard of each task the method declares (``eval.py --leaderboard``: same pairs, judges, scoring size), checks
+the reference goals (``evaluation/goals.py``) and writes ``reference_curve.md`` / ``.json`` / ``.png`` (each goal's
+value against the run's wall clock, the bar as a line) into the run folder.
 """
 from __future__ import annotations
 
@@ -25,12 +34,18 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from metrics.tables import _json_safe  # noqa: E402
 from metrics.thresholds import DEFAULT_THRESHOLDS, ThresholdError, first_met, parse_thresholds  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="experiment YAML")
+    p.add_argument("--config", default=None, help="experiment YAML (train it, then score its snapshots)")
+    p.add_argument("--run", default=None, help="a trained run folder: score its snapshots against the goals")
+    p.add_argument("--pairs", type=int, default=256, help="with --run: test pairs of the leaderboard (256)")
+    p.add_argument("--size", type=int, default=None, help="with --run: scoring size (default: the run's)")
+    p.add_argument("--identity-judge", default=None, help="with --run: as eval.py --leaderboard")
+    p.add_argument("--analysis-judge", default=None, help="with --run: as eval.py --leaderboard")
     p.add_argument("--every", type=int, default=250, help="snapshot (and evaluation) every N steps")
     p.add_argument("--out", default="runs/time_to_quality", help="run folder parent (run name = config name)")
     p.add_argument("--threshold", action="append", default=None, metavar="SPEC",
@@ -75,8 +90,118 @@ def report(name: str, method: str, every: int, snaps: list[dict], thresholds, tr
     return "\n".join(lines) + "\n", data
 
 
+def _snapshots(run_dir: Path) -> list[Path]:
+    """Numbered snapshots in step order, plus ``checkpoint-latest.pt`` where it is newer than the last one."""
+    from core import checkpoint as ckpt
+
+    paths = sorted(run_dir.glob("checkpoint-[0-9]*.pt"))
+    latest = run_dir / ckpt.LATEST
+    if latest.is_file() and (not paths or ckpt.load(latest)["step"] > int(paths[-1].stem.split("-")[1])):
+        paths.append(latest)
+    return paths
+
+
+def curve_chart(name: str, snaps: list[dict], path: Path, panel=(300, 200)) -> None:
+    """One panel per goal: the value at each snapshot against wall minutes, the bar as a grey line, met points
+    filled."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    names = list(dict.fromkeys(g["goal"] for s in snaps for g in s["goals"]))
+    ncol = max(1, min(3, len(names)))
+    nrow = max(1, math.ceil(len(names) / ncol))
+    pw, ph = panel
+    img = Image.new("RGB", (pw * ncol + 20, ph * nrow + 40), "white")
+    d = ImageDraw.Draw(img)
+    d.text((10, 8), f"reference curve: {name} (x: wall minutes of training; filled: goal met)", fill="black", font=font)
+    tmax = max(s["time"] for s in snaps) / 60 or 1.0
+    for k, goal in enumerate(names):
+        pts = [(s["time"] / 60, g) for s in snaps for g in s["goals"] if g["goal"] == goal and g["value"] is not None]
+        ys = [g["value"] for _, g in pts] + [g["bar"] for _, g in pts if g["bar"] is not None]
+        if not ys:
+            continue
+        lo, hi = min(ys), max(ys)
+        lo, hi = (lo - 0.5, hi + 0.5) if hi == lo else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+        x0, y0 = 10 + (k % ncol) * pw, 30 + (k // ncol) * ph
+        ax_l, ax_r, ax_t, ax_b = x0 + 48, x0 + pw - 12, y0 + 20, y0 + ph - 28
+
+        def xy(t, v):
+            return ax_l + t / tmax * (ax_r - ax_l), ax_b - (v - lo) / (hi - lo) * (ax_b - ax_t)
+
+        d.text((x0 + 4, y0 + 2), goal[:46], fill="black", font=font)
+        d.line([(ax_l, ax_t), (ax_l, ax_b), (ax_r, ax_b)], fill="black")
+        for tv in (lo, hi):
+            d.text((x0 + 2, xy(0, tv)[1] - 6), f"{tv:.3g}", fill="black", font=font)
+        d.text((ax_r - 30, ax_b + 4), f"{tmax:.0f} min", fill="black", font=font)
+        bars = [xy(t, g["bar"]) for t, g in pts if g["bar"] is not None]
+        if bars:
+            d.line(bars if len(bars) > 1 else [(ax_l, bars[0][1]), (ax_r, bars[0][1])], fill=(150, 150, 150), width=2)
+        line = [xy(t, g["value"]) for t, g in pts]
+        if len(line) > 1:
+            d.line(line, fill=(31, 119, 180), width=2)
+        for (t, g), (x, y) in zip(pts, line):
+            box = [x - 3, y - 3, x + 3, y + 3]
+            d.ellipse(box, fill=(31, 119, 180)) if g["met"] else d.ellipse(box, outline=(31, 119, 180))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def run_curve(args) -> int:
+    """``--run DIR``: each snapshot scored as the leaderboard scores it, with the reference goals."""
+    from evaluation import goals as goal_check
+    from evaluation.leaderboard import BOARDS, LeaderboardError, leaderboard
+    from metrics.tables import markdown_table
+    from models import load_method
+
+    run_dir = Path(args.run)
+    paths = _snapshots(run_dir) if run_dir.is_dir() else []
+    if not paths:
+        print(f"error: no checkpoints in {run_dir}", file=sys.stderr)
+        return 2
+    stats = run_dir / "stats.jsonl"
+    clock = {r["step"]: r["time"] for r in map(json.loads, stats.read_text().splitlines())} if stats.is_file() else {}
+    judges = {k: v for k, v in (("identity_judge", args.identity_judge), ("analysis_judge", args.analysis_judge)) if v}
+    snaps = []
+    for path in paths:
+        method, cfg, state = load_method(path, args.overrides)
+        step = state["step"]
+        if step not in clock:
+            print(f"error: {stats} has no row for step {step} (train.log_every must divide train.snapshot_every)",
+                  file=sys.stderr)
+            return 2
+        t0 = time.time()
+        values, met = {}, []
+        for task in (t for t in method.tasks if t in BOARDS):
+            try:
+                board = leaderboard(task, [(run_dir.name, method, cfg)], args.pairs, args.size, **judges)
+            except LeaderboardError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            values[task] = {r["row"]: r["values"] for r in board["rows"]}
+            met += board["goals"]
+        snaps.append({"step": step, "time": clock[step], "eval_s": time.time() - t0, "values": values, "goals": met})
+        print(f"scored step {step}: {sum(1 for g in met if g['met'])} of {len(met)} goals met", file=sys.stderr)
+    table = [{"step": s["step"], "train min": s["time"] / 60,
+              **{g["goal"]: f"{g['value']:.4g}{' met' if g['met'] else ''}" if g["value"] is not None else "—"
+                 for g in s["goals"]}} for s in snaps]
+    last = snaps[-1]
+    md = (f"## Reference curve: {run_dir.name} ({cfg.method}), {args.pairs} leaderboard pairs\n\n"
+          + markdown_table(table, floatfmt=".1f") + "\n\nLast snapshot:\n\n" + goal_check.render_markdown(last["goals"])
+          + "\n")
+    (run_dir / "reference_curve.md").write_text(md)
+    (run_dir / "reference_curve.json").write_text(json.dumps(_json_safe(snaps), indent=1))
+    curve_chart(run_dir.name, snaps, run_dir / "reference_curve.png")
+    print(md, end="")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if (args.config is None) == (args.run is None):
+        print("error: give --config (train, then score) or --run (score a trained run's snapshots)", file=sys.stderr)
+        return 2
+    if args.run:
+        return run_curve(args)
     import eval as eval_cli
     import train
     from core import checkpoint as ckpt

@@ -144,10 +144,12 @@ def test_eval_table_and_baselines(trained, tmp_path):
     _, run = trained
     assert eval_cli.main(["--checkpoint", str(run / ckpt.LATEST), "--out", str(tmp_path)]) == 0
     rows = {r["result"]: r for r in json.loads((tmp_path / "metrics.json").read_text())}
-    assert set(rows) == {"method", "copy identity source", "copy attribute source"}  # the identity_swap protocol
+    truth = "ground truth (true swap)"  # the identity_swap protocol: method, copy baselines, the true swap
+    assert set(rows) == {"method", "copy identity source", "copy attribute source", truth}
     assert rows["copy attribute source"]["attr_l1"] == 0 and rows["copy identity source"]["id_l1"] == 0
     assert rows["copy attribute source"]["id_l1"] == pytest.approx(rows["copy identity source"]["attr_l1"])
-    assert all(np.isfinite(r["gt_psnr"]) and r["gt_l1"] > 0 for r in rows.values())
+    assert all(np.isfinite(r["gt_psnr"]) and r["gt_l1"] > 0 for k, r in rows.items() if k != truth)
+    assert "gt_psnr" not in rows[truth] and rows[truth]["attr_l1"] > 0 and rows[truth]["id_l1"] > 0
     assert np.isfinite(rows["method"]["recon_psnr"])
     assert (tmp_path / "swap_grid.png").is_file() and (tmp_path / "swap_vs_ground_truth.png").is_file()
 

@@ -61,6 +61,20 @@ def test_script_on_a_tiny_run(tmp_path, capsys):
     assert data["all_met_s"] is None and data["train_plus_eval_s"] > data["train_s"]
     assert "| threshold | first met at step |" in out and "| never |" in out and "train + eval:" in out
 
+    # --run: the same snapshots scored as the leaderboard scores them, with the reference goals
+    assert mod.main(["--run", str(run), "--pairs", "8"]) == 0
+    curve = json.loads((run / "reference_curve.json").read_text())
+    assert [s["step"] for s in curve] == [2, 3] and [s["time"] for s in curve] == [stats[2]["time"], stats[3]["time"]]
+    from evaluation.leaderboard import leaderboard
+    from models import load_method
+
+    method, cfg, _ = load_method(run / "checkpoint-latest.pt")
+    board = leaderboard("content_transfer", [("synth_glasses", method, cfg)], 8)
+    assert curve[-1]["values"]["content_transfer"]["synth_glasses"] == pytest.approx(board["rows"][0]["values"])
+    goals = {g["goal"]: g for g in curve[-1]["goals"]}
+    assert goals["transfer_l1_in <= 0.3"]["value"] == pytest.approx(board["rows"][0]["values"]["transfer_l1_in"])
+    assert (run / "reference_curve.png").stat().st_size > 0 and "Reference goals" in (run / "reference_curve.md").read_text()
+
 
 def test_script_errors(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("time_to_quality", SCRIPT)
@@ -70,3 +84,6 @@ def test_script_errors(tmp_path, capsys):
     assert "error: " in capsys.readouterr().err
     assert mod.main(["--config", str(ROOT / "configs/mad_synth_ae.yaml"), "--out", str(tmp_path)]) == 2
     assert "give --threshold" in capsys.readouterr().err
+    assert mod.main(["--run", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoints in" in capsys.readouterr().err
+    assert mod.main([]) == 2 and "give --config" in capsys.readouterr().err

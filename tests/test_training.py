@@ -210,15 +210,44 @@ def test_sigkill_mid_run_loses_nothing_before_the_last_checkpoint(tmp_path):
     assert not [k for k in a if not torch.equal(a[k], b[k])]
 
 
-def test_step_context_precision_rules():
+def test_step_context_precision_rules(monkeypatch):
+    from core import step
     from core.step import StepContext
 
-    cpu = StepContext(torch.device("cpu"), "bf16")
-    assert cpu.amp == "none" and cpu.dtype is None  # AMP is CUDA-only; CPU runs in fp32
-    with cpu.autocast():
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    for native in (False, True):
+        monkeypatch.setattr(step, "cpu_has_native_bf16", lambda: native)
+        cpu = StepContext(torch.device("cpu"), "bf16")
+        want = torch.bfloat16 if native else torch.float32  # CPU bf16 autocast only where the CPU has bf16 units
+        assert cpu.amp == ("bf16" if native else "none")
+        with cpu.autocast():
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == want
+        assert cpu.scale(torch.ones(()), "g") == 1  # no loss scaling for bf16
+        fp16 = StepContext(torch.device("cpu"), "fp16")  # never fp16 on CPU
+        assert fp16.amp == "none" and fp16.dtype is None
+    assert StepContext(torch.device("cuda"), "fp16").amp == "fp16"  # CUDA takes amp as given
     with pytest.raises(ValueError, match="none|bf16|fp16"):
         StepContext(torch.device("cuda"), "fp8")
+
+
+def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
+    import builtins
+
+    from core import step
+
+    real_open = builtins.open
+    for flags, want in (("fpu avx512f avx512_bf16 sse", True), ("fpu amx_bf16 avx2", True), ("fpu avx512f avx2", False)):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(info if p == "/proc/cpuinfo" else p, *a, **k))
+        monkeypatch.setattr(step.sys, "platform", "linux")
+        monkeypatch.setattr(step.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+        step.cpu_has_native_bf16.cache_clear()
+        assert step.cpu_has_native_bf16() is want
+    monkeypatch.setattr(step.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    step.cpu_has_native_bf16.cache_clear()
+    assert step.cpu_has_native_bf16() is False  # oneDNN without bf16: never
+    monkeypatch.undo()
+    step.cpu_has_native_bf16.cache_clear()
 
 
 def test_cuda_request_without_cuda_is_a_clear_error():
