@@ -50,6 +50,7 @@ CHOICES = {
     "model.identity": ("ir_se50", "small"),
     "model.noise_mode": ("const", "random", "none"),
     "model.attr_encoder": ("inception_v3", "small"),
+    "model.attr_bn": ("auto", "running", "batch"),
     "model.id_loss": ("l1", "cosine"),
     "model.pixel_mask": ("gaussian", "uniform"),
     "model.phase": ("ae", "disentangle", "joint"),

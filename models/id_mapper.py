@@ -97,7 +97,8 @@ class IdMapper(Method):
             raise ValueError(f"model.id_loss must be l1 or cosine, got {m.id_loss!r}")
         self.register_buffer("pixel_mask", mask, persistent=False)
         self.to(device)
-        gen = [p for k in ("attr_enc", "mapper") for p in self.nets[k].parameters()]
+        # E_attr's frozen parameters (InceptionV3's BN scales, as Keras' scale=False) stay out of the optimizers
+        gen = [p for k in ("attr_enc", "mapper") for p in self.nets[k].parameters() if p.requires_grad]
         betas = tuple(m.betas)
         self.optims["main"] = torch.optim.Adam(gen, lr=m.lr, betas=betas)
         self.optims["adv"] = torch.optim.Adam(gen, lr=m.lr * m.adv_lr_mult, betas=betas)
@@ -125,7 +126,7 @@ class IdMapper(Method):
     @classmethod
     def stub_weights(cls, cfg, stub) -> None:
         from models.nets.arcface import IRSE50
-        from models.stub_weights import face_nets_file, state_file, stylegan2_file
+        from models.stub_weights import face_nets_file, inception_v3_file, state_file, stylegan2_file
 
         m, size = cfg.model, cfg.data.size
         stub.need("model.generator", f"stylegan2_{size}_w{stub.width:g}",
@@ -136,10 +137,7 @@ class IdMapper(Method):
             stub.need("model.identity_weights", "face_nets", face_nets_file)
         stub.need("model.landmarks_weights", "face_nets", face_nets_file)
         if m.attr_encoder == "inception_v3":
-            from torchvision.models import inception_v3
-
-            stub.need("model.attr_weights", "inception_v3",
-                      lambda p: state_file(inception_v3(weights=None, aux_logits=True, init_weights=True), p))
+            stub.need("model.attr_weights", "inception_v3", inception_v3_file)
 
     @classmethod
     def tiny(cls, tmp):

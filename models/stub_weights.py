@@ -66,3 +66,20 @@ def stylegan2_file(path: Path, size: int, width: float, style_dim: int = 512, n_
     from models.nets.stylegan2 import Generator, save_public_format
 
     return Path(save_public_format(path, Generator(size, style_dim, n_mlp, 2, width)))
+
+
+def inception_v3_file(path: Path) -> Path:
+    """torchvision inception_v3 state_dict (AuxLogits included), random weights whose BN running statistics are
+    those of its own activations on noise images: a network that, like ImageNet weights, stays in range with BN
+    in eval mode (the running stats of a fresh init, 0 and 1, let the features grow to ~1e10)."""
+    from torchvision.models import inception_v3
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = inception_v3(weights=None, aux_logits=True, init_weights=True)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None  # running stats = the mean over the calibration batches
+        with torch.no_grad():
+            net.train()(torch.rand(2, 3, 299, 299) * 2 - 1)
+    return state_file(net, path)

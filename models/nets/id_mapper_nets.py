@@ -73,28 +73,59 @@ class InceptionAttrEncoder(nn.Module):
     ImageNet-normalised input back to [-1, 1]; the original applies Keras' ``preprocess_input``, x/127.5 - 1).
     ``weights`` (optional) is a torchvision ``inception_v3`` ImageNet state_dict (the paper initialises from
     ImageNet); without it the network starts from random init, since nothing is downloaded here.
+
+    BatchNorm as the original's Keras InceptionV3 (called without ``training=``, so in inference mode, and
+    built with ``scale=False``): ``bn_stats='running'`` keeps every BN layer in eval mode whatever
+    ``train()`` / ``eval()`` set, so it normalises with its running (ImageNet) statistics and never updates
+    them, while beta trains; ``'batch'`` is PyTorch's usual train-mode BN. The BN scale (gamma) is frozen at
+    its initial value either way: 1 at random init, the file's values with ``weights``.
     """
 
-    def __init__(self, weights: str | None = None):
+    def __init__(self, weights: str | None = None, bn_stats: str = "running"):
         super().__init__()
         from torchvision.models import inception_v3
 
+        if bn_stats not in ("running", "batch"):
+            raise ValueError(f"bn_stats must be running or batch, got {bn_stats!r}")
         net = inception_v3(weights=None, aux_logits=False, init_weights=not weights)
-        net.fc = nn.Identity()
+        # Keras' InceptionV3(include_top=False, pooling='avg') ends at the global average pool: no dropout
+        net.dropout, net.fc = nn.Identity(), nn.Identity()
         if weights:
             state = read_state_dict(weights, "inception_v3 weights")
             state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}
             load_checked(net, state, f"{weights} (torchvision's inception_v3 state_dict)")
-        self.net, self.dim = net, 2048
+        self.net, self.dim, self.bn_stats = net, 2048, bn_stats
+        for bn in self.batch_norms():
+            bn.weight.requires_grad_(False)
+        self.train()
+
+    def batch_norms(self) -> list[nn.BatchNorm2d]:
+        return [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.bn_stats == "running":
+            for bn in self.batch_norms():
+                bn.eval()
+        return self
 
     def forward(self, x):
         return self.net(F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False))
 
 
+def attr_bn_stats(m) -> str:
+    """``model.attr_bn``: running | batch | auto (running with ImageNet weights, batch from a random init)."""
+    if m.attr_bn == "auto":
+        return "running" if m.attr_weights else "batch"
+    if m.attr_bn not in ("running", "batch"):
+        raise ValueError(f"model.attr_bn must be auto, running or batch, got {m.attr_bn!r}")
+    return m.attr_bn
+
+
 def build_attr_encoder(m, size: int) -> nn.Module:
     """``model.attr_encoder``: inception_v3 (paper) | small."""
     if m.attr_encoder == "inception_v3":
-        return InceptionAttrEncoder(m.attr_weights)
+        return InceptionAttrEncoder(m.attr_weights, attr_bn_stats(m))
     if m.attr_encoder == "small":
         if m.attr_weights:
             raise ValueError("model.attr_weights is only for attr_encoder=inception_v3")
