@@ -79,10 +79,11 @@ class InceptionAttrEncoder(nn.Module):
         super().__init__()
         from torchvision.models import inception_v3
 
+        what = "inception_v3 weights (torchvision's ImageNet state_dict)"
+        state = read_state_dict(weights, what) if weights else None  # an unreadable file fails before the build
         net = inception_v3(weights=None, aux_logits=False, init_weights=not weights)
         net.fc = nn.Identity()
-        if weights:
-            state = read_state_dict(weights, "inception_v3 weights")
+        if state is not None:
             state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}
             load_checked(net, state, f"{weights} (torchvision's inception_v3 state_dict)")
         self.net, self.dim = net, 2048
