@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.torch_files import torch_load
+
 FORMAT = "facedis-checkpoint-v1"
+CHECKPOINT_FILE = "a training checkpoint of this project (train.py's checkpoint-*.pt)"
+# checkpoints are renamed into place whole (save_atomic): a broken one was cut short on its way here
+COPY_AGAIN = "copy it again from the run folder that wrote it"
 LATEST = "checkpoint-latest.pt"
 BEST = "checkpoint-best.pt"  # written by the evaluation-during-training hook (core/hooks.PeriodicEval)
 
@@ -53,15 +58,14 @@ def save_atomic(payload: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def load(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read one of our checkpoints with a clear error for missing, corrupt or foreign files."""
+def load(path: str | os.PathLike, map_location="cpu", what: str = CHECKPOINT_FILE) -> dict:
+    """Read one of our checkpoints with a clear error for missing, corrupt or foreign files (``what``: the
+    checkpoint the caller expects, for the message)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated zip, pickle garbage, ...
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})") from None
+    payload = torch_load(path, what, weights_only=False, advice=COPY_AGAIN, error=CheckpointError,
+                         map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint written by this project (format key missing)")
     return payload

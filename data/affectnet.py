@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.folders import DatasetLayoutError
+from data.errors import DatasetLayoutError
 from data.geometry import FLIP_68, square_box
 from data.records import FaceRecords
 from data.tables import parse_float, parse_int, read_csv_rows, require_file, where

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from data.align import DEFAULT_SIZE, align
-from data.folders import DatasetLayoutError
+from data.errors import DatasetLayoutError
 
 REPORT = "align_report.txt"
 

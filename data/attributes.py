@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.folders import DatasetLayoutError
+from data.errors import DatasetLayoutError
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from data import attributes
-from data.folders import DatasetLayoutError
+from data.errors import DatasetLayoutError
 from data.geometry import FLIP_5
 from data.records import FaceRecords
 from data.tables import parse_int, read_lines, require_file, where

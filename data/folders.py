@@ -13,13 +13,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from data.errors import DatasetLayoutError
 from data.geometry import centre_crop_resize
+from data.tables import read_lines
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-class DatasetLayoutError(ValueError):
-    """A dataset folder or list that does not have the expected layout."""
 
 
 def list_domain(root: str | Path, name: str) -> list[Path]:
@@ -32,8 +30,6 @@ def list_domain(root: str | Path, name: str) -> list[Path]:
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         where = folder
     elif listing.is_file():
-        from data.tables import read_lines
-
         lines = read_lines(listing)
         paths = [p if p.is_absolute() else (root / p if not p.exists() else p) for p in (Path(t) for _, t in lines)]
         where = listing

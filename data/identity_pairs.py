@@ -64,7 +64,7 @@ def labelled_faces(d, split: str):
     if d.name == "celeba":
         from data import _cache_dir
         from data.celeba import CelebA, find_root, locate
-        from data.folders import DatasetLayoutError
+        from data.errors import DatasetLayoutError
 
         if not d.root:
             raise DatasetLayoutError("data.root must point to the CelebA folder (img_align_celeba/, "

@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 from core.cli import read_utf8, text_lines
-from data.folders import DatasetLayoutError
+from data.errors import DatasetLayoutError
 
 
 def where(path, line: int | None = None) -> str:

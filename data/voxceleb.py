@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.folders import DatasetLayoutError
+from data.errors import DatasetLayoutError
 from data.records import FaceRecords
 from data.tables import read_csv_rows, read_lines, where
 

@@ -134,7 +134,7 @@ def load_fid_inception(path, device="cpu") -> FIDInception:
                          "eval.features=face_identity with a face_nets checkpoint")
     from models.nets.weights import load_checked, read_state_dict
 
-    state = read_state_dict(path, "FID Inception weights")
+    state = read_state_dict(path, "FID Inception weights (pt_inception-2015-12-05-6726825d.pth)")
     model = FIDInception()
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     load_checked(model.net, state, f"{path} (the FID Inception state_dict)")

@@ -51,6 +51,7 @@ def main(argv=None) -> int:
 
     from core import checkpoint as ckpt
     from core.config import load_config
+    from core.torch_files import torch_load
     from models import build_method
 
     cfg = load_config(args.config, args.overrides)
@@ -59,10 +60,8 @@ def main(argv=None) -> int:
         p.error(f"--config must be a mask_ct config, got method {cfg.method!r}")
     if not Path(args.source).is_file():
         raise FileNotFoundError(f"checkpoint not found: {args.source}")
-    try:
-        state = torch.load(args.source, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle garbage, ...
-        raise ValueError(f"{args.source} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    state = torch_load(args.source, "a checkpoint of the original mask-based code (torch.save of a dict)",
+                       weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"{args.source} holds a {type(state).__name__}, not the original's checkpoint dict")
     nets, iters = convert_state(state)

@@ -10,11 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cli_runner import ROOT, run_clis
+from core import checkpoint as ckpt
 from data.celeba import CELEBA_ATTRIBUTES
 
+CORRUPT = "truncated or corrupt (not a complete torch / pickle file)"
+DOWNLOAD, COPY = f"{CORRUPT}: download it again", f"{CORRUPT}: copy it again from the run folder that wrote it"
+TORCH_INTERNALS = ("miniz", "PytorchStreamReader", "Errno 22", "invalid load key", "weights_only", "Ran out of input")
 TINY = ["data.size=32", "data.batch_size=2", "model.width=0.25", "model.sep=8", "train.steps=1", "train.grid_size=2"]
 SYNTH = ROOT / "configs" / "synth_glasses.yaml"
 
@@ -42,6 +47,14 @@ def make_inputs(tmp):
         f"1\n{' '.join(CELEBA_ATTRIBUTES)}\n000001.jpg {row} \xe9\n".encode("latin-1"))
     p["not_ckpt"] = tmp / "not_a_checkpoint.pt"
     p["not_ckpt"].write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    # a weights file and one of our checkpoints, each cut in half (an interrupted download or copy)
+    torch.save({"layer.weight": torch.randn(64, 64), "layer.bias": torch.randn(64)}, tmp / "weights.pth")
+    ckpt.save_atomic({"format": ckpt.FORMAT, "method": "content_ae", "step": 1,
+                      "nets": {"layer.weight": torch.randn(64, 64)}}, tmp / "checkpoint.pt")
+    for name in ("weights.pth", "checkpoint.pt"):
+        data = (tmp / name).read_bytes()
+        p[f"half_{name}"] = tmp / f"half_{name}"
+        p[f"half_{name}"].write_bytes(data[:len(data) // 2])
     return p
 
 
@@ -49,6 +62,10 @@ def cases_for(p):
     """``name -> (script, argv, exit status, texts the error line must contain)``."""
     faces, runs, t = p["faces"], p["runs"], p["tmp"]
     train = ["--config", SYNTH, f"run.dir={runs}", f"data.cache_dir={p['cache_dir']}", *TINY]
+    weights, half_ckpt = p["half_weights.pth"], p["half_checkpoint.pt"]
+
+    def with_weights(config, *argv):
+        return ["--config", ROOT / "configs" / config, f"run.dir={runs}", f"data.cache_dir={p['cache_dir']}", *argv]
     return {
         "train: corrupt image in a DataLoader worker": (
             "train.py", [*train, "run.name=corrupt", "data.name=folders", f"data.root={faces}", "data.workers=1"],
@@ -76,7 +93,26 @@ def cases_for(p):
             "preprocess.py", ["--celeba", p["celeba"], "--preset", "glases", "--dry-run"], 2,
             ["unknown preset 'glases'", "did you mean 'glasses'"]),
         "eval: not a checkpoint": (
-            "eval.py", ["--checkpoint", p["not_ckpt"]], 2, [str(p["not_ckpt"]), "corrupt or unreadable"]),
+            "eval.py", ["--checkpoint", p["not_ckpt"]], 2, [f"{p['not_ckpt']} (29 bytes) should hold a training "
+                                                            "checkpoint", COPY]),
+        "eval: truncated checkpoint": (
+            "eval.py", ["--checkpoint", half_ckpt], 2, [f"{half_ckpt} (", "should hold a training checkpoint", COPY]),
+        "train: truncated --resume checkpoint": (
+            "train.py", [*train, "run.name=resume", "--resume", half_ckpt], 1,
+            [f"{half_ckpt} (", "should hold a training checkpoint", COPY]),
+        "train: truncated --init checkpoint": (
+            "train.py", [*train, "run.name=init", "--init", half_ckpt], 1,
+            [f"{half_ckpt} (", "should hold a training checkpoint", COPY]),
+        "train: truncated --weights class (g2g, VGGFace2 ResNet-50)": (
+            "train.py", with_weights("g2g_synth.yaml", "--weights", f"class={weights}",
+                                     "model.class_encoder=resnet50_vggface2"), 1,
+            [f"{weights} (", "should hold VGGFace2 resnet50_ft weights", DOWNLOAD]),
+        "train: truncated --weights generator (id_mapper, StyleGAN2)": (
+            "train.py", with_weights("id_synth.yaml", "--weights", f"generator={weights}"), 1,
+            [f"{weights} (", "should hold a StyleGAN2 generator", DOWNLOAD]),
+        "train: truncated --weights resnet18 (mad, ImageNet ResNet-18)": (
+            "train.py", with_weights("mad_synth_ae.yaml", "--weights", f"resnet18={weights}", "model.encoder=resnet18"),
+            1, [f"{weights} (", "should hold ResNet-18 weights", DOWNLOAD]),
         "scripts/benchmark.py": (
             "scripts/benchmark.py", ["synth_glasses", "--out", t / "weights"], 2,
             ["--out keeps the files of --random-weights"]),
@@ -85,17 +121,17 @@ def cases_for(p):
         "scripts/benchmark_synthetic.py": (
             "scripts/benchmark_synthetic.py", ["--count", "0"], 2, ["--count must be positive"]),
         "scripts/convert_mbu_checkpoint.py": (
-            "scripts/convert_mbu_checkpoint.py", [p["not_ckpt"], t / "converted.pt"], 2,
-            [f"{p['not_ckpt']} is not a readable checkpoint"]),
+            "scripts/convert_mbu_checkpoint.py", [weights, t / "converted.pt"], 2,
+            [f"{weights} (", "should hold a checkpoint of the original mask-based code", DOWNLOAD]),
         "scripts/generate_w_dataset.py": (
-            "scripts/generate_w_dataset.py", ["--generator", p["not_ckpt"], "--out", t / "w_out", "--count", "2",
-                                              "--device", "cpu"], 1, [str(p["not_ckpt"])]),
+            "scripts/generate_w_dataset.py", ["--generator", weights, "--out", t / "w_out", "--count", "2",
+                                              "--device", "cpu"], 1, [f"{weights} (", "StyleGAN2 generator", DOWNLOAD]),
         "infer.py identity_swap": (
             "infer.py", ["identity_swap", "--checkpoint", p["not_ckpt"], "--identity", faces / "testA",
-                         "--attributes", faces / "testB", "--out", t / "swap"], 2, [str(p["not_ckpt"])]),
+                         "--attributes", faces / "testB", "--out", t / "swap"], 2, [str(p["not_ckpt"]), COPY]),
         "infer.py remove": (
-            "infer.py", ["remove", "--checkpoint", p["not_ckpt"], "--images", faces / "testA", "--out",
-                         t / "removed"], 2, [str(p["not_ckpt"])]),
+            "infer.py", ["remove", "--checkpoint", half_ckpt, "--images", faces / "testA", "--out",
+                         t / "removed"], 2, [f"{half_ckpt} (", COPY]),
     }
 
 
@@ -115,6 +151,7 @@ def results(tmp_path_factory):
 def test_one_error_line(results, name):
     r, code, texts = results[1][name]
     assert "Traceback" not in r.err, r.err[-3000:]
+    assert not any(t in r.err for t in TORCH_INTERNALS), r.err[-3000:]
     assert r.code == code and len(r.error_lines) == 1, (r.code, r.err[-3000:])
     assert all(t in r.error_lines[0] for t in texts), r.error_lines[0]
 

@@ -26,11 +26,13 @@ def test_training_checkpoint_given_as_weights_is_one_line(tmp_path):
     torch.save({"g": {"w": torch.zeros(2)}, "g_ema": {"w": torch.zeros(2)}, "g_optim": {"state": {}},
                 "args": argparse.Namespace(size=256)}, path)
     text = _one_line_error(load_arcface, path)
-    assert text.startswith(f"{path} is not ArcFace weights") and "argparse.Namespace" in text
+    assert text.startswith(f"{path} is not ArcFace IR-SE50 weights") and "argparse.Namespace" in text
     torch.save({"g": {"w": torch.zeros(2)}, "g_ema": {"w": torch.zeros(2)}}, path)  # no args: a dict of dicts
     assert "it holds a dict with keys g, g_ema, not a state_dict" in _one_line_error(load_arcface, path)
     path.write_bytes(b"not a weights file")
-    assert "not a torch or pickle file" in _one_line_error(read_state_dict, path, "VGG16 weights")
+    assert _one_line_error(read_state_dict, path, "VGG16 weights") == (
+        f"{path} should hold VGG16 weights but is a text file (it starts with 'not a weights file'), "
+        "not a torch / pickle file")
 
 
 def test_numpy_array_pickle_is_read_and_nothing_else_is_built(tmp_path):

@@ -95,7 +95,7 @@ class IRSE50(nn.Module):
 
 def load_arcface(path, device="cpu") -> IRSE50:
     """IR-SE50 with the weights of ``path`` (strict), in eval mode with frozen parameters."""
-    what = "ArcFace weights (model_ir_se50.pth, the InsightFace_Pytorch IR-SE50 state_dict used by pSp/e4e)"
+    what = "ArcFace IR-SE50 weights (model_ir_se50.pth, the InsightFace_Pytorch state_dict used by pSp/e4e)"
     state = read_state_dict(path, what)
     with torch.device("meta"):  # shapes only: validates before allocating 44M parameters
         expected = IRSE50().state_dict()

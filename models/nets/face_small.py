@@ -23,6 +23,8 @@ from torch import nn
 
 from data.synthetic import N_LANDMARKS
 
+FACE_NETS_FILE = "a face_nets training checkpoint (python train.py --config configs/face_nets_synth.yaml)"
+
 # Output scaling of FaceAnalysisNet: centre and spread of the synthetic sampling ranges (data/synthetic.py,
 # sample_factors), so the heads regress roughly unit-variance values. Order of factor_vectors().
 POSE_MEAN = (0.0, -0.13, 0.0, 1.425)
@@ -159,7 +161,7 @@ def load_face_nets(path, device="cpu", use_ema: bool = True) -> dict[str, nn.Mod
     if not path.is_file():
         raise FileNotFoundError(f"face_nets checkpoint not found: {path} "
                                 "(train one with: python train.py --config configs/face_nets_synth.yaml)")
-    state = ckpt.load(path)
+    state = ckpt.load(path, what=FACE_NETS_FILE)
     if state.get("method") != "face_nets":
         raise ValueError(f"{path} is a {state.get('method')!r} checkpoint, not a face_nets one")
     cfg = load_config(base=state["config"])  # keys added since the run was saved get their defaults

@@ -263,7 +263,8 @@ def load_resnet50_vggface2(path, device="cpu") -> ResNet50VGGFace2:
         raise FileNotFoundError(f"VGGFace2 ResNet-50 weights not found: {path} (model.class_weights must name the "
                                 "resnet50_ft state_dict, 8631-way classifier included)")
     what = "VGGFace2 resnet50_ft weights (resnet50_ft_dag.pth state_dict or resnet50_ft_weight.pkl)"
-    net = load_checked(ResNet50VGGFace2(), from_torchvision_names(read_state_dict(path, what)), f"{path} ({what})")
+    state = from_torchvision_names(read_state_dict(path, what))  # an unreadable file fails before the build
+    net = load_checked(ResNet50VGGFace2(), state, f"{path} ({what})")
     return net.to(device).eval().requires_grad_(False)
 
 
@@ -295,8 +296,8 @@ class VGG16Relu22(nn.Module):
         if path is None or not path.is_file():
             raise FileNotFoundError(f"VGG16 weights not found: {path} (model.vgg_weights must name torchvision's "
                                     "vgg16 ImageNet state_dict, e.g. vgg16-397923af.pth; or set model.perceptual=l1)")
-        net = vgg16()
-        load_checked(net, read_state_dict(path, "VGG16 weights"), f"{path} (torchvision's vgg16 state_dict)")
+        state = read_state_dict(path, "VGG16 weights (torchvision's vgg16 ImageNet state_dict)")
+        net = load_checked(vgg16(), state, f"{path} (torchvision's vgg16 state_dict)")
         self.features = net.features[:9].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

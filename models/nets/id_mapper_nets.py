@@ -87,11 +87,12 @@ class InceptionAttrEncoder(nn.Module):
 
         if bn_stats not in ("running", "batch"):
             raise ValueError(f"bn_stats must be running or batch, got {bn_stats!r}")
+        what = "inception_v3 weights (torchvision's ImageNet state_dict)"
+        state = read_state_dict(weights, what) if weights else None  # an unreadable file fails before the build
         net = inception_v3(weights=None, aux_logits=False, init_weights=not weights)
         # Keras' InceptionV3(include_top=False, pooling='avg') ends at the global average pool: no dropout
         net.dropout, net.fc = nn.Identity(), nn.Identity()
-        if weights:
-            state = read_state_dict(weights, "inception_v3 weights")
+        if state is not None:
             state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}
             load_checked(net, state, f"{weights} (torchvision's inception_v3 state_dict)")
         self.net, self.dim, self.bn_stats = net, 2048, bn_stats

@@ -28,9 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.torch_files import torch_load
+
 BLUR_KERNEL = (1, 3, 3, 1)
 PUBLIC_LR_MLP = 0.01
 NOISE_MODES = ("const", "random", "none")
+GENERATOR_FILE = ("a StyleGAN2 generator (a rosinality stylegan2-pytorch .pt with g_ema, or a stylegan2 training "
+                  "checkpoint of this project)")
 
 
 # ----------------------------------------------------------------------------- primitives
@@ -482,12 +486,7 @@ def load_generator(path, device="cpu") -> tuple[Generator, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"StyleGAN2 checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        from models.nets.weights import one_line
-
-        raise ValueError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {one_line(e)})") from None
+    payload = torch_load(path, GENERATOR_FILE, weights_only=False)
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: expected a dict with 'g_ema', got a {type(payload).__name__}")
     if payload.get("format") == FORMAT:

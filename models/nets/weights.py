@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import pickle
-import re
 import zipfile
 from pathlib import Path
 
@@ -17,16 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.torch_files import torch_load, unreadable_file_error
+
 
 def _is_batch_count(key: str) -> bool:
     return key.endswith("num_batches_tracked")
-
-
-def one_line(e: BaseException | str, limit: int = 160) -> str:
-    """The first non-empty line of an exception's message, shortened (torch's messages run to many lines)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    text = lines[0] if lines else type(e).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -44,26 +38,24 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"it pickles {module}.{name} objects")
 
 
-def _read_array_pickle(path: Path) -> dict | None:
-    """``{name: tensor}`` from a plain pickle of ``{name: numpy array}``; None if the file is not one."""
+def _read_array_pickle(path: Path, what: str) -> dict | None:
+    """``{name: tensor}`` from a plain pickle of ``{name: numpy array}``; None if the file is not one, the
+    one-line error of :func:`core.torch_files.unreadable_file_error` if it is a pickle cut short."""
     try:
         with open(path, "rb") as f:
             obj = _ArrayUnpickler(f, encoding="latin1").load()
+    except (EOFError, pickle.UnpicklingError) as e:
+        # a pickle cut short: torch's weights_only reader would refuse numpy's globals before the cut and
+        # blame them, so the truncation is reported here
+        if isinstance(e, EOFError) or "truncated" in str(e):
+            raise unreadable_file_error(path, what) from None
+        return None
     except Exception:
         return None
     if not isinstance(obj, dict) or not obj or not all(
             isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "fiub" for k, v in obj.items()):
         return None
     return {k: torch.from_numpy(np.array(v)) for k, v in obj.items()}
-
-
-def _why_unreadable(e: BaseException) -> str:
-    """A short reason for a failed ``torch.load(weights_only=True)``."""
-    found = re.search(r"GLOBAL ([\w.]+)", str(e))
-    if found:  # e.g. argparse.Namespace in a training checkpoint
-        return f"it stores Python objects ({found.group(1)}), not only tensors: a training checkpoint?"
-    text = str(e).split("WeightsUnpickler error:", 1)[-1]  # torch's own explanation comes before it
-    return f"not a torch or pickle file ({type(e).__name__}: {one_line(text)})"
 
 
 def _describe(obj) -> str:
@@ -80,12 +72,9 @@ def read_state_dict(path, what: str = "weights") -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
-    obj = None if zipfile.is_zipfile(path) else _read_array_pickle(path)
+    obj = None if zipfile.is_zipfile(path) else _read_array_pickle(path, what)
     if obj is None:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"{path} is not {what}: {_why_unreadable(e)}") from None
+        obj = torch_load(path, what, weights_only=True, objects_hint=": a training checkpoint?")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
@@ -137,7 +126,7 @@ def read_resnet18(path) -> dict:
     ResNet-18 (ValueError naming what differs, e.g. for another network's file)."""
     from torchvision.models import resnet18
 
-    state = read_state_dict(path, "ResNet-18 weights")
+    state = read_state_dict(path, "ResNet-18 weights (torchvision's ImageNet resnet18-*.pth)")
     with torch.device("meta"):  # shapes only, no memory
         expected = resnet18(weights=None).state_dict()
     check_state_dict(expected, state, f"{path} (expected torchvision's resnet18 state_dict)")
