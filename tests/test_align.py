@@ -1,16 +1,21 @@
 """Face alignment (data/align.py, preprocess.py --align): the presets' geometry on drawn points, then real
 photos with dlib's landmarks (the optional face extras): re-detected landmarks land on the preset's template;
-a folder with a non-image, a face-less photo and a two-face photo is processed with its report."""
+a folder with a non-image, a face-less photo and a two-face photo is processed with its report; 16-bit and
+floating-point photos."""
+import struct
 import sys
+import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+import data.align_folder
 import preprocess
 from data.align import (CELEBA_TEMPLATE, PRESETS, align, apply_affine, ffhq_affine, fit_similarity, key_points,
                         template)
-from tests.real_photos import astronaut, grace_hopper, need_dlib, no_face, sdist_photo, side_by_side
+from data.align_folder import to_uint8
+from tests.real_photos import EXTRAS, astronaut, grace_hopper, need_dlib, no_face, sdist_photo, side_by_side
 
 
 def _face(cx, cy, d, angle) -> np.ndarray:
@@ -178,3 +183,77 @@ def test_missing_extras_is_one_line_naming_them(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: face alignment needs the optional face extras")
     assert "pip install -r requirements-faces.txt" in err and not (tmp_path / "o").exists()
+
+
+# -- folders of own photos: bit depths -----------------------------------------------------------------------
+
+def _align(photos, out, *extra) -> int:
+    return preprocess.main(["--align", "celeba", "--images", str(photos), "--out", str(out), *extra])
+
+
+def _report(out) -> list[str]:
+    return (out / "align_report.txt").read_text().splitlines()
+
+
+def _png_rgb16(path, a: np.ndarray) -> None:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one): ``a`` uint16 H x W x 3."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = a.shape
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in a)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_high_bit_depth_photos_are_scaled_to_8_bits(tmp_path):
+    """16-bit greyscale / RGB PNGs, a planar 16-bit RGB TIFF and 32-bit float TIFFs (grey and RGB) of a real
+    photo align exactly as the 8-bit photo they were made from (a plain RGB conversion clips 16-bit and float
+    greyscale to black and white: no face)."""
+    need_dlib()
+    tifffile = pytest.importorskip("tifffile", reason=EXTRAS + ": tifffile (installed with scikit-image)")
+    rgb = astronaut()
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    Image.fromarray(rgb).save(photos / "rgb8.png")
+    Image.fromarray(grey).save(photos / "grey8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(photos / "grey16.png")
+    Image.fromarray(grey.astype(np.float32) / 255).save(photos / "grey_float.tif")
+    _png_rgb16(photos / "rgb16.png", rgb.astype(np.uint16) * 257)
+    tifffile.imwrite(photos / "rgb16_planar.tif", np.moveaxis(rgb.astype(np.uint16) * 257, 2, 0),
+                     photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(photos / "rgb_float.tif", rgb.astype(np.float32) / 255, photometric="rgb")
+    with Image.open(photos / "grey16.png") as a, Image.open(photos / "grey_float.tif") as b:
+        assert (a.mode, b.mode) == ("I;16", "F")
+        assert np.asarray(a.convert("RGB")).max() == 255 and np.asarray(b.convert("RGB")).max() == 1  # clipped
+    assert (photos / "rgb16.png").read_bytes()[24] == 16  # IHDR bit depth
+    with Image.open(photos / "rgb16_planar.tif") as im:  # Pillow misreads it (8-bit bands): tifffile reads it
+        assert not np.array_equal(np.asarray(im), rgb)
+    with pytest.raises(UnidentifiedImageError):  # Pillow cannot read it: tifffile does
+        Image.open(photos / "rgb_float.tif")
+    assert _align(photos, out) == 0
+    assert _report(out) == ["7 files: 7 aligned (celeba, 178 px), 0 failed"]
+    got = {p.stem: np.asarray(Image.open(p)) for p in out.glob("*.png")}
+    for name in ("grey16", "grey_float"):
+        assert np.array_equal(got[name], got["grey8"]), name
+    for name in ("rgb16", "rgb16_planar", "rgb_float"):
+        assert np.array_equal(got[name], got["rgb8"]), name
+
+
+def test_to_uint8_scales_each_pixel_type():
+    assert to_uint8(np.array([0, 255, 256, 65535], np.uint16)).tolist() == [0, 0, 1, 255]  # the high byte
+    assert to_uint8(np.array([0, 0.5, 1, np.nan, -1], np.float32)).tolist() == [0, 128, 255, 0, 0]
+    assert to_uint8(np.array([0, 255, 510], np.float32)).tolist() == [0, 128, 255]  # over 1: divided by the max
+    assert to_uint8(np.array([3, 200], np.int32)).tolist() == [3, 200]  # 32-bit ints: 8 bits by their range,
+    assert to_uint8(np.array([3, 4000], np.int32)).tolist() == [0, 15]  # 16
+    assert to_uint8(np.array([-5, 2 ** 31 - 1], np.int32)).tolist() == [0, 127]  # or 32
+
+
+def test_tiff_orientation_is_applied(tmp_path):
+    tifffile = pytest.importorskip("tifffile", reason=EXTRAS + ": tifffile (installed with scikit-image)")
+    a = np.zeros((10, 20, 3), np.float32)
+    a[0, 0] = 1.0  # the top-left pixel; Orientation 6: the photo is shown turned 90 degrees clockwise
+    tifffile.imwrite(tmp_path / "turned.tif", a, photometric="rgb", extratags=[(274, 3, 1, 6, True)])
+    got = data.align_folder._read(tmp_path / "turned.tif")
+    assert got.shape == (20, 10, 3) and np.argwhere(got[..., 0] == 255).tolist() == [[0, 9]]
