@@ -32,6 +32,21 @@ def _photos(src: Path, out: Path) -> list[Path]:
     return files
 
 
+def _check_folders(src: Path, out: Path) -> None:
+    """--images must be a folder, --out a folder (or new) that is neither --images nor above it."""
+    if not src.is_dir():
+        raise DatasetLayoutError(f"--images {src} is not a folder")
+    if out.exists() and not out.is_dir():
+        raise DatasetLayoutError(f"--out {out} is a file, not a folder")
+    s, o = src.resolve(), out.resolve()
+    if o == s:
+        raise DatasetLayoutError(f"--out {out} is the --images folder: the aligned faces would be written among "
+                                 f"the photos; give another folder, e.g. --out {out / 'aligned'}")
+    if o in s.parents:
+        raise DatasetLayoutError(f"--images {src} is inside --out {out}: the aligned faces would be written among "
+                                 "the photos; give an --out outside it (a sub-folder of --images is fine)")
+
+
 # -- reading: 8 bits per channel ---------------------------------------------------------------------------
 
 def to_uint8(a: np.ndarray) -> np.ndarray:
@@ -124,13 +139,12 @@ def align_folder(src, out, preset: str, size: int | None = None, all_faces: bool
     """Align the photos of ``src`` into ``out``: (photos, failed photos, report lines)."""
     from data.dlib_faces import detect, require
 
-    require("face alignment")
     src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise DatasetLayoutError(f"--images {src} is not a folder")
+    _check_folders(src, out)
     files = _photos(src, out)
     if not files:
         raise DatasetLayoutError(f"no files in {src}")
+    require("face alignment")
     size = size or DEFAULT_SIZE[preset]
     lines, failed, used = [], 0, set()
     if progress:

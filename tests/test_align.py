@@ -1,7 +1,7 @@
 """Face alignment (data/align.py, preprocess.py --align): the presets' geometry on drawn points, then real
 photos with dlib's landmarks (the optional face extras): re-detected landmarks land on the preset's template;
 a folder with a non-image, a face-less photo and a two-face photo is processed with its report; 16-bit and
-floating-point photos."""
+floating-point photos; output folders that are the photo folder."""
 import struct
 import sys
 import zlib
@@ -179,13 +179,14 @@ def test_align_folder_reports_every_problem_and_goes_on(tmp_path, capsys):
 def test_missing_extras_is_one_line_naming_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
     (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "photo.jpg").write_bytes(b"")
     assert preprocess.main(["--align", "ffhq", "--images", str(tmp_path / "p"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: face alignment needs the optional face extras")
     assert "pip install -r requirements-faces.txt" in err and not (tmp_path / "o").exists()
 
 
-# -- folders of own photos: bit depths -----------------------------------------------------------------------
+# -- folders of own photos: bit depths, output folder ------------------------------------------------------
 
 def _align(photos, out, *extra) -> int:
     return preprocess.main(["--align", "celeba", "--images", str(photos), "--out", str(out), *extra])
@@ -193,6 +194,14 @@ def _align(photos, out, *extra) -> int:
 
 def _report(out) -> list[str]:
     return (out / "align_report.txt").read_text().splitlines()
+
+
+def _one_error(capsys) -> str:
+    """The one ``error:`` line on stderr (beside a progress bar), without a traceback."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
 
 
 def _png_rgb16(path, a: np.ndarray) -> None:
@@ -257,3 +266,17 @@ def test_tiff_orientation_is_applied(tmp_path):
     tifffile.imwrite(tmp_path / "turned.tif", a, photometric="rgb", extratags=[(274, 3, 1, 6, True)])
     got = data.align_folder._read(tmp_path / "turned.tif")
     assert got.shape == (20, 10, 3) and np.argwhere(got[..., 0] == 255).tolist() == [[0, 9]]
+
+
+def test_out_must_be_another_folder_than_the_photos(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"a photo")
+    assert _align(photos, photos) == 2
+    assert _one_error(capsys) == (f"error: --out {photos} is the --images folder: the aligned faces would be "
+                                  f"written among the photos; give another folder, e.g. --out {photos / 'aligned'}")
+    assert _align(photos, tmp_path) == 2
+    assert f"--images {photos} is inside --out {tmp_path}" in _one_error(capsys)
+    assert _align(photos, photos / "a.jpg") == 2
+    assert f"--out {photos / 'a.jpg'} is a file, not a folder" in _one_error(capsys)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.jpg", "photos"]
