@@ -19,7 +19,8 @@
   (``OUT/files.txt``).
 Images are read as the run's data config reads its test images (centre crop ``data.crop``, resize to the
 network size with ``data.resize_filter``). ``--align PRESET`` first aligns ordinary photos with dlib
-(``preprocess.py --align``; the optional face extras) into ``OUT/aligned/<folder>/`` and reads those.
+(``preprocess.py --align``; the optional face extras) into ``OUT/aligned/<folder>/`` and reads those; a second
+run into the same OUT needs ``--force`` to replace them.
 ``key=value`` overrides apply to the run's config.
 """
 from __future__ import annotations
@@ -48,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--pairs", action="store_true", help="pair images by file stem instead of all combinations")
     p.add_argument("--steps", type=int, default=8, help="interpolate: images per interpolation (>= 2)")
     p.add_argument("--align", default=None, metavar="PRESET", help="align photos first: ffhq | celeba | arcface")
+    p.add_argument("--force", action="store_true", help="--align: overwrite the aligned photos of an earlier run "
+                   "in OUT/aligned/")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_intermixed_args(argv)
@@ -195,7 +198,7 @@ def aligned(args, folders: list[str]) -> None:
     for name in folders:
         src = getattr(args, name)
         dst = args.out / "aligned" / name
-        n, failed, _ = align_folder(src, dst, args.align)
+        n, failed, _ = align_folder(src, dst, args.align, force=args.force)
         print(f"aligned {n - failed} of {n} photos of {src} into {dst} (report: {dst / 'align_report.txt'})")
         setattr(args, name, dst)
 

@@ -45,8 +45,11 @@ A and B are disjoint; paths are absolute.
 
 --align PRESET --images PHOTOS --out OUT: every face photo aligned into OUT/<name>.png (dlib landmarks; needs
 pip install -r requirements-faces.txt); OUT/align_report.txt has one line per unreadable file, photo without
-a face, or photo with several faces (the largest is kept; --all keeps each). Exit status: 0 if every file
-was aligned, 1 if any failed, 2 on bad arguments.
+a face, or photo with several faces (the largest is kept; --all keeps each as <name>_0.png, <name>_1.png, ...),
+one per photo renamed because another would get the same output name (a.jpg and a.png: a_jpg.png, a_png.png),
+and the counts of files, aligned photos, failures and images written. OUT must not be PHOTOS (a sub-folder of
+it is fine); a run that would write a file OUT already holds refuses to start unless --force. Exit status: 0
+if every file was aligned, 1 if any failed, 2 on bad arguments.
 """
 
 
@@ -101,7 +104,7 @@ def align_photos(args) -> int:
             raise DatasetLayoutError("--align needs --images PHOTOS and --out FOLDER")
         if args.size is not None and args.size <= 0:
             raise DatasetLayoutError("--size must be positive")
-        _, failed, lines = align_folder(args.images, args.out, args.align, args.size, args.all)
+        _, failed, lines = align_folder(args.images, args.out, args.align, args.size, args.all, force=args.force)
     except (DatasetLayoutError, FaceExtrasMissing) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -121,6 +124,7 @@ def main(argv=None) -> int:
                      "crop), celeba (CelebA's 178x218 aligned frame), arcface (insightface's 112 px crop)")
     ap.add_argument("--images", help="--align: folder of photos (searched recursively)")
     ap.add_argument("--all", action="store_true", help="--align: every face of a photo (default: the largest)")
+    ap.add_argument("--force", action="store_true", help="--align: overwrite the files of an earlier run in --out")
     ap.add_argument("--out", help="output folder (required unless --dry-run)")
     ap.add_argument("--preset", help=f"CelebA preset: {', '.join(PRESETS)} (default glasses)")
     ap.add_argument("--attributes", help='CelebA expression for domain A, e.g. "Eyeglasses & ~Male"')

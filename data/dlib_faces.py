@@ -11,11 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.cli import EXIT_BAD_INPUT, RunError
+
 EXTRAS = "pip install -r requirements-faces.txt"
 
 
-class FaceExtrasMissing(RuntimeError):
-    """dlib or its model files are not installed."""
+class FaceExtrasMissing(RunError):
+    """dlib or its model files are not installed (a command line prints one ``error:`` line, exit status 2)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 def require(what: str):

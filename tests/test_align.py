@@ -1,16 +1,27 @@
 """Face alignment (data/align.py, preprocess.py --align): the presets' geometry on drawn points, then real
 photos with dlib's landmarks (the optional face extras): re-detected landmarks land on the preset's template;
-a folder with a non-image, a face-less photo and a two-face photo is processed with its report."""
+a folder with a non-image, a face-less photo and a two-face photo is processed with its report. Folders of own
+photos: output names (photos sharing a name, --all's numbered faces), nothing replaced without --force,
+16-bit / floating-point images, output folders that are the photo folder or cannot be written."""
+import os
+import struct
 import sys
+import tempfile
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+import data.align_folder
 import preprocess
+from core.cli import RunError
 from data.align import (CELEBA_TEMPLATE, PRESETS, align, apply_affine, ffhq_affine, fit_similarity, key_points,
                         template)
-from tests.real_photos import astronaut, grace_hopper, need_dlib, no_face, sdist_photo, side_by_side
+from data.align_folder import output_names, to_uint8
+from tests.real_photos import EXTRAS, astronaut, grace_hopper, need_dlib, no_face, sdist_photo, side_by_side
 
 
 def _face(cx, cy, d, angle) -> np.ndarray:
@@ -156,7 +167,7 @@ def test_align_folder_reports_every_problem_and_goes_on(tmp_path, capsys):
     report = (out / "align_report.txt").read_text().splitlines()
     assert report[:-1] == ["broken.jpg: unreadable: cannot identify image file", "coffee.jpg: no face",
                            "notes.txt: unreadable: cannot identify image file", "two.png: 2 faces, kept the largest"]
-    assert report[-1] == "5 files: 2 aligned (celeba, 178 px), 3 failed"
+    assert report[-1] == "5 files: 2 aligned (celeba, 178 px), 3 failed; 2 images written"
     assert "coffee.jpg: no face" in capsys.readouterr().out
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["trip/astronaut.png", "two.png"]
     with Image.open(out / "two.png") as im:
@@ -174,7 +185,248 @@ def test_align_folder_reports_every_problem_and_goes_on(tmp_path, capsys):
 def test_missing_extras_is_one_line_naming_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
     (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "photo.jpg").write_bytes(b"")
     assert preprocess.main(["--align", "ffhq", "--images", str(tmp_path / "p"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: face alignment needs the optional face extras")
     assert "pip install -r requirements-faces.txt" in err and not (tmp_path / "o").exists()
+
+
+# -- folders of own photos: names, overwriting, bit depths, output folders ----------------------------------
+
+def _align(photos, out, *extra) -> int:
+    return preprocess.main(["--align", "celeba", "--images", str(photos), "--out", str(out), *extra])
+
+
+def _report(out) -> list[str]:
+    return (out / "align_report.txt").read_text().splitlines()
+
+
+def _files(folder) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: relative path -> (contents, modification time in ns)."""
+    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_error(capsys) -> str:
+    """The one ``error:`` line on stderr (beside a progress bar), without a traceback."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_output_names_are_decided_from_the_file_names():
+    P = Path
+    names, renamed, left_out = output_names([P("a.jpg"), P("a.png"), P("b.jpg"), P("trip/a.jpg"), P("x.jpg"),
+                                             P("x_0.jpg")], all_faces=False)
+    assert names == {P("a.jpg"): P("a_jpg"), P("a.png"): P("a_png"), P("b.jpg"): P("b"),
+                     P("trip/a.jpg"): P("trip/a"), P("x.jpg"): P("x"), P("x_0.jpg"): P("x_0")}
+    assert renamed == {P("a.jpg"): P("a.png"), P("a.png"): P("a.jpg")} and left_out == {}
+    # --all: x.jpg's faces would be x_0.png, x_1.png, ...: x.jpg and x_0.jpg both keep their extension
+    names, renamed, _ = output_names([P("x.jpg"), P("x_0.jpg"), P("x_01.png"), P("y_2.jpg")], all_faces=True)
+    assert names == {P("x.jpg"): P("x_jpg"), P("x_0.jpg"): P("x_0_jpg"), P("x_01.png"): P("x_01_png"),
+                     P("y_2.jpg"): P("y_2")}
+    assert renamed[P("x.jpg")] in (P("x_0.jpg"), P("x_01.png")) and P("y_2.jpg") not in renamed
+    # a new name that meets another photo's name renames that photo too
+    names, _, _ = output_names([P("a.jpg"), P("a.png"), P("a_jpg.png")], all_faces=False)
+    assert names == {P("a.jpg"): P("a_jpg"), P("a.png"): P("a_png"), P("a_jpg.png"): P("a_jpg_png")}
+    # a file without an extension cannot be renamed this way: the first of the two keeps the name
+    names, _, left_out = output_names([P("a"), P("a.jpg"), P("a.png"), P("a_jpg")], all_faces=False)
+    assert names == {P("a"): P("a"), P("a.jpg"): P("a_jpg"), P("a.png"): P("a_png")}
+    assert left_out == {P("a_jpg"): P("a.jpg")}
+
+
+def test_no_output_replaces_another_and_the_report_counts_what_was_written(tmp_path, capsys):
+    need_dlib()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(side_by_side(grace_hopper(), astronaut())).save(photos / "x.jpg")  # two faces
+    Image.fromarray(astronaut()).save(photos / "x_0.jpg")
+    Image.fromarray(astronaut()).save(photos / "a.jpg")
+    Image.fromarray(grace_hopper()).save(photos / "a.png")
+    out = photos / "aligned"  # a sub-folder of --images: left out of the photos
+    assert _align(photos, out, "--all") == 0
+    written = ["a_jpg.png", "a_png.png", "x_0_jpg.png", "x_jpg_0.png", "x_jpg_1.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == written
+    assert _report(out) == ["a.jpg: written as a_jpg.png (name shared with a.png)",
+                            "a.png: written as a_png.png (name shared with a.jpg)",
+                            "x.jpg: 2 faces, wrote all",
+                            "x.jpg: written as x_jpg_0.png, x_jpg_1.png (name shared with x_0.jpg)",
+                            "x_0.jpg: written as x_0_jpg.png (name shared with x.jpg)",
+                            "4 files: 4 aligned (celeba, 178 px), 0 failed; 5 images written"]
+    got = {p.name: np.asarray(Image.open(p)) for p in out.glob("*.png")}
+    assert np.array_equal(got["a_jpg.png"], got["x_0_jpg.png"])  # the same photo: each name is its own photo's
+    assert not np.array_equal(got["a_jpg.png"], got["a_png.png"])
+    # a second run refuses before writing anything; --force replaces the files of the first
+    before = _files(out)
+    capsys.readouterr()
+    assert _align(photos, out, "--all") == 2
+    err = _one_error(capsys)
+    assert f"--out {out} already holds 6 files this run would write (align_report.txt, a_jpg.png" in err
+    assert "add --force" in err and _files(out) == before
+    assert _align(photos, out, "--all", "--force") == 0
+    after = _files(out)
+    assert sorted(after) == sorted(before) and all(after[k][1] >= before[k][1] for k in after)
+    assert _report(out)[-1] == "4 files: 4 aligned (celeba, 178 px), 0 failed; 5 images written"
+
+
+def test_a_taken_name_met_while_writing_is_reported_not_replaced(tmp_path, monkeypatch):
+    """The check before the run misses a file (it appeared later; a case-insensitive file system): the photo
+    is reported as not written and the file stays; even with --force no output replaces another of the run."""
+    need_dlib()
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    out.mkdir()
+    Image.fromarray(astronaut()).save(photos / "a.jpg")
+    Image.fromarray(grace_hopper()).save(photos / "b.jpg")
+    (out / "a.png").write_bytes(b"not ours")
+    monkeypatch.setattr(data.align_folder, "_existing", lambda *args: [])
+    assert _align(photos, out) == 1
+    assert (out / "a.png").read_bytes() == b"not ours" and (out / "b.png").is_file()
+    assert _report(out) == ["a.jpg: not written: a.png exists",
+                            "2 files: 1 aligned (celeba, 178 px), 1 failed; 1 image written"]
+    one_name = lambda rels, all_faces: ({r: Path("same") for r in rels}, {}, {})  # noqa: E731
+    monkeypatch.setattr(data.align_folder, "output_names", one_name)
+    assert _align(photos, tmp_path / "out2", "--force") == 1
+    assert _report(tmp_path / "out2") == ["b.jpg: not written: same.png is another output of this run",
+                                          "2 files: 1 aligned (celeba, 178 px), 1 failed; 1 image written"]
+    with Image.open(tmp_path / "out2" / "same.png") as im, Image.open(out / "b.png") as grace:
+        assert not np.array_equal(np.asarray(im), np.asarray(grace))  # a.jpg's face, not b.jpg's
+
+
+def _png_rgb16(path, a: np.ndarray) -> None:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one): ``a`` uint16 H x W x 3."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = a.shape
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in a)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_high_bit_depth_photos_are_scaled_to_8_bits(tmp_path):
+    """16-bit greyscale / RGB PNGs, a planar 16-bit RGB TIFF and 32-bit float TIFFs (grey and RGB) of a real
+    photo align exactly as the 8-bit photo they were made from (a plain RGB conversion clips 16-bit and float
+    greyscale to black and white: no face)."""
+    need_dlib()
+    tifffile = pytest.importorskip("tifffile", reason=EXTRAS + ": tifffile (installed with scikit-image)")
+    rgb = astronaut()
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    Image.fromarray(rgb).save(photos / "rgb8.png")
+    Image.fromarray(grey).save(photos / "grey8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(photos / "grey16.png")
+    Image.fromarray(grey.astype(np.float32) / 255).save(photos / "grey_float.tif")
+    _png_rgb16(photos / "rgb16.png", rgb.astype(np.uint16) * 257)
+    tifffile.imwrite(photos / "rgb16_planar.tif", np.moveaxis(rgb.astype(np.uint16) * 257, 2, 0),
+                     photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(photos / "rgb_float.tif", rgb.astype(np.float32) / 255, photometric="rgb")
+    with Image.open(photos / "grey16.png") as a, Image.open(photos / "grey_float.tif") as b:
+        assert (a.mode, b.mode) == ("I;16", "F")
+        assert np.asarray(a.convert("RGB")).max() == 255 and np.asarray(b.convert("RGB")).max() == 1  # clipped
+    assert (photos / "rgb16.png").read_bytes()[24] == 16  # IHDR bit depth
+    with Image.open(photos / "rgb16_planar.tif") as im:  # Pillow misreads it (8-bit bands): tifffile reads it
+        assert not np.array_equal(np.asarray(im), rgb)
+    with pytest.raises(UnidentifiedImageError):  # Pillow cannot read it: tifffile does
+        Image.open(photos / "rgb_float.tif")
+    assert _align(photos, out) == 0
+    assert _report(out) == ["7 files: 7 aligned (celeba, 178 px), 0 failed; 7 images written"]
+    got = {p.stem: np.asarray(Image.open(p)) for p in out.glob("*.png")}
+    for name in ("grey16", "grey_float"):
+        assert np.array_equal(got[name], got["grey8"]), name
+    for name in ("rgb16", "rgb16_planar", "rgb_float"):
+        assert np.array_equal(got[name], got["rgb8"]), name
+
+
+def test_to_uint8_scales_each_pixel_type():
+    assert to_uint8(np.array([0, 255, 256, 65535], np.uint16)).tolist() == [0, 0, 1, 255]  # the high byte
+    assert to_uint8(np.array([0, 0.5, 1, np.nan, -1], np.float32)).tolist() == [0, 128, 255, 0, 0]
+    assert to_uint8(np.array([0, 255, 510], np.float32)).tolist() == [0, 128, 255]  # over 1: divided by the max
+    assert to_uint8(np.array([3, 200], np.int32)).tolist() == [3, 200]  # 32-bit ints: 8 bits by their range,
+    assert to_uint8(np.array([3, 4000], np.int32)).tolist() == [0, 15]  # 16
+    assert to_uint8(np.array([-5, 2 ** 31 - 1], np.int32)).tolist() == [0, 127]  # or 32
+
+
+def test_tiff_orientation_is_applied(tmp_path):
+    tifffile = pytest.importorskip("tifffile", reason=EXTRAS + ": tifffile (installed with scikit-image)")
+    a = np.zeros((10, 20, 3), np.float32)
+    a[0, 0] = 1.0  # the top-left pixel; Orientation 6: the photo is shown turned 90 degrees clockwise
+    tifffile.imwrite(tmp_path / "turned.tif", a, photometric="rgb", extratags=[(274, 3, 1, 6, True)])
+    got = data.align_folder._read(tmp_path / "turned.tif")
+    assert got.shape == (20, 10, 3) and np.argwhere(got[..., 0] == 255).tolist() == [[0, 9]]
+
+
+def test_out_must_be_another_folder_than_the_photos(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"a photo")
+    assert _align(photos, photos) == 2
+    assert _one_error(capsys) == (f"error: --out {photos} is the --images folder: the aligned faces would be "
+                                  f"written among the photos; give another folder, e.g. --out {photos / 'aligned'}")
+    assert _align(photos, tmp_path) == 2
+    assert f"--images {photos} is inside --out {tmp_path}" in _one_error(capsys)
+    assert _align(photos, photos / "a.jpg") == 2
+    assert f"--out {photos / 'a.jpg'} is a file, not a folder" in _one_error(capsys)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.jpg", "photos"]
+
+
+def test_an_output_folder_that_cannot_be_written_is_named(tmp_path, monkeypatch, capsys):
+    need_dlib()
+    photos = tmp_path / "photos"
+    (photos / "trip").mkdir(parents=True)
+    Image.fromarray(astronaut()).save(photos / "trip" / "a.jpg")
+    if Path("/sys/kernel").is_dir():  # Linux: /sys refuses new files, even to root
+        assert _align(photos, "/sys") == 2
+        assert _one_error(capsys).startswith("error: cannot write into the output folder /sys: ")
+    (tmp_path / "a_file").write_text("")
+    assert _align(photos, tmp_path / "a_file" / "out") == 2
+    assert _one_error(capsys) == f"error: cannot create the output folder {tmp_path / 'a_file' / 'out'}: Not a directory"
+    # a read-only sub-folder of --out, met while writing (root may write anywhere: the OS's refusal is simulated)
+    out = tmp_path / "out"
+    (out / "trip").mkdir(parents=True)
+    mkstemp = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kw):
+        if Path(dir) == out / "trip":
+            raise PermissionError(13, "Permission denied", os.path.join(dir, ".tmpx.tmp"))
+        return mkstemp(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert _align(photos, out) == 2
+    assert _one_error(capsys) == f"error: cannot write into the output folder {out / 'trip'}: Permission denied"
+    assert not list((out / "trip").iterdir())
+
+
+class _StopAfterAlignment:
+    """A stand-in for a trained method: infer.py aligns, then stops here."""
+    tasks = ("content_transfer",)
+
+    def inference(self, use_ema):
+        raise RunError("stopped after the alignment")
+
+
+def test_infer_align_keeps_earlier_aligned_photos_unless_force(tmp_path, monkeypatch, capsys):
+    import infer
+    import models
+
+    photos, out = tmp_path / "photos", tmp_path / "removed"
+    photos.mkdir()
+    Image.fromarray(astronaut()).save(photos / "a.jpg")
+    cfg = SimpleNamespace(eval=SimpleNamespace(use_ema=False))
+    monkeypatch.setattr(models, "load_method", lambda checkpoint, overrides: (_StopAfterAlignment(), cfg, None))
+    argv = ["remove", "--checkpoint", "run.pt", "--images", str(photos), "--out", str(out), "--align", "celeba"]
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "dlib", None)
+        assert infer.main(argv) == 2
+        assert _one_error(capsys).startswith("error: face alignment needs the optional face extras")
+    need_dlib()
+    assert infer.main(argv) == 1 and "stopped after the alignment" in _one_error(capsys)
+    aligned = out / "aligned" / "images"
+    before = _files(aligned)
+    assert sorted(before) == ["a.png", "align_report.txt"]
+    assert infer.main(argv) == 2
+    assert f"--out {aligned} already holds 2 files" in _one_error(capsys) and _files(aligned) == before
+    assert infer.main(argv + ["--force"]) == 1

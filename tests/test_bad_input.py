@@ -83,6 +83,12 @@ def cases_for(p):
         "preprocess: --out not writable": (
             "preprocess.py", ["--folders", faces, "--out", "/sys/facedis-bad-input/out", "--no-cache"], 2,
             ["/sys/facedis-bad-input"]),
+        "preprocess --align: --out is --images": (
+            "preprocess.py", ["--align", "celeba", "--images", faces / "testA", "--out", faces / "testA"], 2,
+            [f"--out {faces / 'testA'} is the --images folder", f"--out {faces / 'testA' / 'aligned'}"]),
+        "preprocess --align: --images inside --out": (
+            "preprocess.py", ["--align", "ffhq", "--images", faces / "testA", "--out", faces], 2,
+            [f"--images {faces / 'testA'} is inside --out {faces}"]),
         "preprocess: list file not UTF-8": (
             "preprocess.py", ["--folders", p["lists"], "--dry-run"], 2,
             [f"{p['lists'] / 'trainA.txt'}:2: not UTF-8 text"]),
@@ -163,6 +169,7 @@ def test_nothing_left_that_a_later_run_would_trust(results):
     for left in ("converted.pt", "w_out", "swap", "removed", "compare/comparison.md"):
         assert not (p["tmp"] / left).exists(), left
     assert p["a_file"].read_text() == "not a folder\n"
+    assert sorted(f.name for f in (p["faces"] / "testA").iterdir()) == ["0.png", "1.png"]  # --align wrote nothing
 
 
 # --- classes a subprocess cannot set up here (root reads any file) or that no command line reaches --------
