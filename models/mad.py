@@ -58,7 +58,9 @@ def adam(params, lr, betas):
 
 # --- feature losses --------------------------------------------------------------------------------
 def identity_triplets(emb, ids, n_hard):
-    """Per anchor: a random same-identity positive and one of the ``n_hard`` nearest other-identity samples."""
+    """Per anchor: a random same-identity positive and one of the ``n_hard`` nearest other-identity samples.
+    ``valid`` is False where that draw falls past the batch's last other-identity sample (fewer than ``n_hard``);
+    an anchor without a positive is a ValueError (both differ from the original: configs/methods/mad.yaml)."""
     b = ids.shape[0]
     same = ids[:, None] == ids[None, :]
     eye = torch.eye(b, dtype=torch.bool, device=ids.device)

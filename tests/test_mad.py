@@ -242,7 +242,7 @@ def test_config_defaults_and_dims():
 
 
 def test_triplet_sampling_rules():
-    from models.mad import identity_triplets, label_triplets
+    from models.mad import _triplet_idx, identity_triplets, label_triplets
 
     torch.manual_seed(0)
     ids = torch.arange(4).repeat_interleave(3)
@@ -259,6 +259,17 @@ def test_triplet_sampling_rules():
     assert ((labels[neg] - labels).abs().squeeze(1) >= 5).all()  # ranks 10, 11 of a middle anchor: distance 5, 6
     with pytest.raises(ValueError, match="no same-identity positive"):
         identity_triplets(emb, torch.arange(12), 5)
+    # fewer than 5 other-identity samples: the draw still covers 5 slots, and an anchor whose draw falls past the
+    # last other-identity sample is left out (identity 0 has 2 others: kept 2/5 of the time; identity 1, 4: 4/5)
+    ids = torch.tensor([0, 0, 0, 0, 1, 1])
+    draws = [identity_triplets(emb[:6], ids, 5) for _ in range(500)]
+    kept = torch.stack([d[2] for d in draws]).float().mean(0)
+    assert torch.allclose(kept, torch.tensor([0.4] * 4 + [0.8] * 2), atol=0.08)
+    assert all((ids[neg][valid] != ids[valid]).all() for _, neg, valid in draws)
+    # no other identity at all: every anchor is left out and the loss is 0
+    _, neg, valid = identity_triplets(emb[:4], torch.zeros(4, dtype=torch.long), 5)
+    m = load_config(ROOT / "configs/mad_synth_ae.yaml").model
+    assert not valid.any() and _triplet_idx(emb[:4], torch.tensor([1, 0, 3, 2]), neg, valid, m).item() == 0
 
 
 # --- real data: VGGFace2 + AffectNet in their public layouts ---------------------------------------
@@ -448,11 +459,15 @@ def test_d_and_p_convs_as_the_original():
     assert Decoder(64, 99, 0.125).out.bias is None
 
 
-def _resnet18_file(path):
+def _resnet18_file(path, batch_count=0):
+    """A torchvision ResNet-18 state_dict file (random weights), its BatchNorm batch counters at ``batch_count``."""
     from torchvision.models import resnet18
 
     torch.manual_seed(1)
     state = resnet18(weights=None).state_dict()
+    for k in state:
+        if k.endswith("num_batches_tracked"):
+            state[k] = torch.tensor(batch_count)
     torch.save(state, path)
     return state
 
@@ -461,7 +476,7 @@ def test_q_init_copies_exactly_the_matching_imagenet_tensors(tmp_path):
     from models.mad import init_q_from_resnet18
     from models.nets.mad_nets import ResNetEncoder
 
-    state = _resnet18_file(tmp_path / "resnet18-test.pth")
+    state = _resnet18_file(tmp_path / "resnet18-test.pth", batch_count=7)  # counters are never copied
     torch.manual_seed(0)
     q = ResNetEncoder(256, 99, 1.0)
     before = {k: v.clone() for k, v in q.state_dict().items()}
@@ -472,6 +487,7 @@ def test_q_init_copies_exactly_the_matching_imagenet_tensors(tmp_path):
     assert "fc.weight" not in same and "layer2.0.downsample.0.weight" in same and len(same) == 100
     for k, v in after.items():
         assert torch.equal(v, state[k] if k in same else before[k]), k
+    assert all(int(v) == 0 for k, v in after.items() if k.endswith("num_batches_tracked"))
     kept = len([k for k in after if not k.endswith("num_batches_tracked")]) - len(same)
     assert "100 tensors loaded, 2 skipped (fc.weight, fc.bias)" in report
     assert f"{kept} of Q's kept random" in report and "layer0." in report
