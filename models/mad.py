@@ -9,12 +9,16 @@ Update order of one step (phases ae and joint), the original's:
   1. z = Q(x);
   2. D_z steps (every ``dz_every``-th step) on z.detach() against N(0, I) samples;
   3. the latent adversarial term -log D_z(z) uses the updated D_z;
-  4. joint: the disentanglement loss L_I on E(z), z_rec = G(E(z));
-  5. x_hat = P(z) (ae) or P(z_rec) (joint), reconstruction loss;
-  6. D steps (every ``d_every``-th step) on x against x_hat.detach();
-  7. the image adversarial term -log D(x_hat) uses the updated D;
-  8. Q steps twice (``model.q_zadv_step``): on the latent adversarial term alone, then on the sum of all its
-     terms (that one included again); P, E and G step once on the sum.
+  4. Q's first step (``model.q_zadv_step``), on that term alone;
+  5. joint: the disentanglement loss L_I on E(z), z_rec = G(E(z)); its cycle G->P->Q->E runs the Q of step 4;
+  6. x_hat = P(z) (ae) or P(z_rec) (joint), reconstruction loss;
+  7. D steps (every ``d_every``-th step) on x against x_hat.detach();
+  8. the image adversarial term -log D(x_hat) uses the updated D;
+  9. Q's second step, on the sum of all its terms (the latent adversarial one included again); P, E and G step
+     once on the sum.
+With step 4, step 1 runs on differentiable copies of Q's weights, so step 9's gradient through z is the one at
+the weights that made z, although step 4 has changed them (the original, on old PyTorch, read the stepped
+weights there: a DIFF at q_zadv_step in configs/methods/mad.yaml).
 Phase disentangle: z = Q(x) is detached, L_I trains E and G only.
 
 Data (``data.name``): ``synthetic`` (every image labels all four parts) or ``real``: the datasets of
@@ -54,7 +58,9 @@ def adam(params, lr, betas):
 
 # --- feature losses --------------------------------------------------------------------------------
 def identity_triplets(emb, ids, n_hard):
-    """Per anchor: a random same-identity positive and one of the ``n_hard`` nearest other-identity samples."""
+    """Per anchor: a random same-identity positive and one of the ``n_hard`` nearest other-identity samples.
+    ``valid`` is False where that draw falls past the batch's last other-identity sample (fewer than ``n_hard``);
+    an anchor without a positive is a ValueError (both differ from the original: configs/methods/mad.yaml)."""
     b = ids.shape[0]
     same = ids[:, None] == ids[None, :]
     eye = torch.eye(b, dtype=torch.bool, device=ids.device)
@@ -117,6 +123,12 @@ def _triplet_idx(emb, pos, neg, valid, m):
 def _frozen(net, x):
     """``net(x)`` with detached parameters: gradients reach ``x`` but not the weights."""
     return functional_call(net, {k: v.detach() for k, v in net.named_parameters()}, (x,))
+
+
+def _on_weight_copies(net, x):
+    """``net(x)`` through differentiable copies of its parameters: gradients reach the weights as usual, but an
+    optimiser step on ``net`` before the backward pass leaves this graph valid (it keeps the weights it ran on)."""
+    return functional_call(net, {k: v.clone() for k, v in net.named_parameters()}, (x,))
 
 
 def permute_labels(batch: dict, perm) -> dict:
@@ -339,7 +351,8 @@ class MAD(Method):
 
     def train_step(self, batch, step, ctx):
         """One step in the original's update order (module docstring): D_z and D step before the adversarial
-        terms that use them; Q steps on the latent adversarial term alone, then on the sum."""
+        terms that use them; Q steps on the latent adversarial term alone before L_I's cycle runs Q again, then
+        on the sum."""
         m, n, phase = self.cfg.model, self.nets, self.cfg.model.phase
         flat = {k: flatten_groups(v) for k, v in batch.items()}
         sources, start = {}, 0
@@ -358,14 +371,18 @@ class MAD(Method):
             ctx.backward(loss, "disent")
             ctx.step(self.optims["disent"], "disent", m.clip_norm)
             return logs
+        q_first = bool(m.q_zadv_step and m.w_zadv)
         with ctx.autocast():
-            z = n["q"](x)
+            z = _on_weight_copies(n["q"], x) if q_first else n["q"](x)
         if step % m.dz_every == 0:
             self._disc_step("dz", torch.randn_like(z), z.detach(), ctx, logs)
         with ctx.autocast():
             z_adv = bce_logits(_frozen(n["dz"], z), 1.0)  # D_z as just updated
+        if q_first:
+            self._q_zadv_step(m.w_zadv * z_adv, ctx)
+        with ctx.autocast():
             loss = m.w_zadv * z_adv
-            if phase == "joint":
+            if phase == "joint":  # the cycle's Q pass runs on the Q just stepped
                 l_i, z_rec = self._disent_losses(z, n["e"](z), sources, step, logs)
                 loss = loss + l_i
             x_hat = n["p"](z if phase == "ae" else z_rec)
@@ -376,23 +393,23 @@ class MAD(Method):
             img_adv = bce_logits(_frozen(n["d"], x_hat), 1.0)  # D as just updated
             loss = loss + m.w_recon * rec + m.w_adv * img_adv
         logs.update({"loss/rec": rec.item(), "loss/z_adv": z_adv.item(), "loss/img_adv": img_adv.item()})
-        q_params = list(n["q"].parameters())
-        first = None
-        if m.q_zadv_step and m.w_zadv:  # Q's gradient of the latent adversarial term alone, before any step
-            first = torch.autograd.grad(ctx.scale(m.w_zadv * z_adv, "q_zadv"), q_params, retain_graph=True)
         ctx.backward(loss, "ae")
         if phase == "joint":
             ctx.step(self.optims["disent"], "ae", m.clip_norm)
         ctx.step(self.optims["p"], "ae", m.clip_norm)
-        if first is not None:
-            total = [p.grad for p in q_params]
-            for p, g in zip(q_params, first):
-                p.grad = g
-            ctx.step(self.optims["q"], "q_zadv", m.clip_norm)
-            for p, g in zip(q_params, total):
-                p.grad = g
-        ctx.step(self.optims["q"], "ae", m.clip_norm)
+        ctx.step(self.optims["q"], "ae", m.clip_norm)  # Q's second step (its first, if q_zadv_step is off)
         return logs
+
+    def _q_zadv_step(self, z_adv, ctx):
+        """Q's first step: on ``z_adv`` (the weighted latent adversarial term) alone. Its graph stays for the
+        final backward pass, which adds this term to Q's gradient again, as the original's did."""
+        q_params = list(self.nets["q"].parameters())
+        grads = torch.autograd.grad(ctx.scale(z_adv, "q_zadv"), q_params, retain_graph=True)
+        for p, g in zip(q_params, grads):
+            p.grad = g
+        ctx.step(self.optims["q"], "q_zadv", self.cfg.model.clip_norm)
+        for p in q_params:
+            p.grad = None
 
     def _disc_step(self, name, real, fake, ctx, logs):
         """One update of discriminator ``name`` (dz: prior samples vs codes; d: images vs reconstructions)."""

@@ -242,7 +242,7 @@ def test_config_defaults_and_dims():
 
 
 def test_triplet_sampling_rules():
-    from models.mad import identity_triplets, label_triplets
+    from models.mad import _triplet_idx, identity_triplets, label_triplets
 
     torch.manual_seed(0)
     ids = torch.arange(4).repeat_interleave(3)
@@ -259,6 +259,17 @@ def test_triplet_sampling_rules():
     assert ((labels[neg] - labels).abs().squeeze(1) >= 5).all()  # ranks 10, 11 of a middle anchor: distance 5, 6
     with pytest.raises(ValueError, match="no same-identity positive"):
         identity_triplets(emb, torch.arange(12), 5)
+    # fewer than 5 other-identity samples: the draw still covers 5 slots, and an anchor whose draw falls past the
+    # last other-identity sample is left out (identity 0 has 2 others: kept 2/5 of the time; identity 1, 4: 4/5)
+    ids = torch.tensor([0, 0, 0, 0, 1, 1])
+    draws = [identity_triplets(emb[:6], ids, 5) for _ in range(500)]
+    kept = torch.stack([d[2] for d in draws]).float().mean(0)
+    assert torch.allclose(kept, torch.tensor([0.4] * 4 + [0.8] * 2), atol=0.08)
+    assert all((ids[neg][valid] != ids[valid]).all() for _, neg, valid in draws)
+    # no other identity at all: every anchor is left out and the loss is 0
+    _, neg, valid = identity_triplets(emb[:4], torch.zeros(4, dtype=torch.long), 5)
+    m = load_config(ROOT / "configs/mad_synth_ae.yaml").model
+    assert not valid.any() and _triplet_idx(emb[:4], torch.tensor([1, 0, 3, 2]), neg, valid, m).item() == 0
 
 
 # --- real data: VGGFace2 + AffectNet in their public layouts ---------------------------------------
@@ -448,11 +459,15 @@ def test_d_and_p_convs_as_the_original():
     assert Decoder(64, 99, 0.125).out.bias is None
 
 
-def _resnet18_file(path):
+def _resnet18_file(path, batch_count=0):
+    """A torchvision ResNet-18 state_dict file (random weights), its BatchNorm batch counters at ``batch_count``."""
     from torchvision.models import resnet18
 
     torch.manual_seed(1)
     state = resnet18(weights=None).state_dict()
+    for k in state:
+        if k.endswith("num_batches_tracked"):
+            state[k] = torch.tensor(batch_count)
     torch.save(state, path)
     return state
 
@@ -461,7 +476,7 @@ def test_q_init_copies_exactly_the_matching_imagenet_tensors(tmp_path):
     from models.mad import init_q_from_resnet18
     from models.nets.mad_nets import ResNetEncoder
 
-    state = _resnet18_file(tmp_path / "resnet18-test.pth")
+    state = _resnet18_file(tmp_path / "resnet18-test.pth", batch_count=7)  # counters are never copied
     torch.manual_seed(0)
     q = ResNetEncoder(256, 99, 1.0)
     before = {k: v.clone() for k, v in q.state_dict().items()}
@@ -472,6 +487,7 @@ def test_q_init_copies_exactly_the_matching_imagenet_tensors(tmp_path):
     assert "fc.weight" not in same and "layer2.0.downsample.0.weight" in same and len(same) == 100
     for k, v in after.items():
         assert torch.equal(v, state[k] if k in same else before[k]), k
+    assert all(int(v) == 0 for k, v in after.items() if k.endswith("num_batches_tracked"))
     kept = len([k for k in after if not k.endswith("num_batches_tracked")]) - len(same)
     assert "100 tensors loaded, 2 skipped (fc.weight, fc.bias)" in report
     assert f"{kept} of Q's kept random" in report and "layer0." in report
@@ -516,10 +532,22 @@ def _tiny_batch(cfg, step=0):
     return {"faces": _batch(ds, step)}
 
 
+def _spy_steps(mad, calls, record=lambda opt: [p.grad.clone() for g in opt.param_groups for p in g["params"]]):
+    """Append (optimizer name, ``record(optimizer)``) to ``calls`` at every optimizer step, before it runs."""
+    for name, opt in mad.optims.items():
+        orig = opt.step
+
+        def spy(*a, _name=name, _orig=orig, _opt=opt, **k):
+            calls.append((_name, record(_opt)))
+            return _orig(*a, **k)
+        opt.step = spy
+
+
 def test_update_order_discriminators_first_and_q_steps_twice(tmp_path):
     """Step 0 (D_z and D both update): the logged adversarial terms are those of the updated discriminators, and
     Q's Adam steps twice: first on the latent adversarial gradient alone (checked against autograd on the
-    starting Q and the updated D_z), then on the sum."""
+    starting Q and the updated D_z), right after D_z and before D; then on the sum, whose gradient is the one at
+    the starting Q although Q has stepped in between."""
     import copy
 
     import torch.nn.functional as F
@@ -533,17 +561,11 @@ def test_update_order_discriminators_first_and_q_steps_twice(tmp_path):
             mod.p = 0.0
     start = copy.deepcopy(mad.nets)
     calls = []
-    for name, opt in mad.optims.items():
-        orig = opt.step
-
-        def spy(*a, _name=name, _orig=orig, _opt=opt, **k):
-            calls.append((_name, [p.grad.clone() for g in _opt.param_groups for p in g["params"]]))
-            return _orig(*a, **k)
-        opt.step = spy
+    _spy_steps(mad, calls)
     batch = _tiny_batch(cfg)
     x = flatten_groups(batch["faces"])["image"]
     logs = mad.train_step(batch, 0, StepContext(torch.device("cpu")))
-    assert [c[0] for c in calls] == ["dz", "d", "p", "q", "q"]
+    assert [c[0] for c in calls] == ["dz", "q", "d", "p", "q"]
     assert mad.optims["q"].state[next(mad.nets["q"].parameters())]["step"] == 2
     z = start["q"].train()(x)  # BN in training mode: the batch statistics, as in the step
     dz, d = mad.nets["dz"], mad.nets["d"]  # after the step: D_z and D each updated once
@@ -552,14 +574,43 @@ def test_update_order_discriminators_first_and_q_steps_twice(tmp_path):
     x_hat = start["p"].train()(z)
     assert logs["loss/img_adv"] == pytest.approx(bce_logits(d(x_hat), 1.0).item(), rel=1e-5)
     assert logs["loss/rec"] == pytest.approx((F.l1_loss(x_hat, x) * 127.5).item(), rel=1e-5)
-    first = torch.autograd.grad(z_adv, list(start["q"].parameters()))
-    for got, want in zip(calls[3][1], first):
+    q0 = list(start["q"].parameters())
+    first = torch.autograd.grad(z_adv, q0, retain_graph=True)
+    for got, want in zip(calls[1][1], first):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
-    assert any(not torch.allclose(a, b) for a, b in zip(calls[4][1], calls[3][1]))  # the sum differs
+    total = z_adv + F.l1_loss(x_hat, x) * 127.5 + bce_logits(d(x_hat), 1.0)
+    for got, want in zip(calls[4][1], torch.autograd.grad(total, q0)):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+    assert any(not torch.allclose(a, b) for a, b in zip(calls[4][1], calls[1][1]))  # the sum differs
     # the old single-step order is still selectable
     mad1, cfg1 = _tiny_mad("ae", f"data.cache_dir={tmp_path}", "model.q_zadv_step=false")
     mad1.train_step(batch, 0, StepContext(torch.device("cpu")))
     assert mad1.optims["q"].state[next(mad1.nets["q"].parameters())]["step"] == 1
+
+
+@pytest.mark.parametrize("q_zadv_step", [True, False])
+def test_joint_cycle_runs_the_q_of_the_first_q_step(tmp_path, q_zadv_step):
+    """Joint phase, as the original: Q steps on the latent adversarial term before the disentanglement cycle, so
+    the cycle's Q pass (G->P->Q->E) runs on the stepped weights while z = Q(x) ran on the starting ones. Without
+    the first step both passes see the starting weights."""
+    from core.step import StepContext
+
+    mad, cfg = _tiny_mad("joint", f"data.cache_dir={tmp_path}", f"model.q_zadv_step={q_zadv_step}")
+    conv = next(mod for mod in mad.nets["q"].modules() if isinstance(mod, torch.nn.Conv2d))
+    w0 = conv.weight.detach().clone()
+    seen = []  # the first conv's weights each Q forward runs on (weight copies included)
+    conv.register_forward_pre_hook(lambda mod, args: seen.append(mod.weight.detach().clone()))
+    calls = []
+    _spy_steps(mad, calls, record=lambda opt: conv.weight.detach().clone())
+    mad.train_step(_tiny_batch(cfg), 0, StepContext(torch.device("cpu")))
+    assert [c[0] for c in calls] == ["dz", *(["q"] if q_zadv_step else []), "d", "disent", "p", "q"]
+    assert len(seen) == 2 and torch.equal(seen[0], w0)
+    w1 = w0
+    if q_zadv_step:  # the spy records before each step: at D's step, Q has taken its first one
+        w1 = calls[2][1]
+        assert not torch.equal(w1, w0)
+    assert torch.equal(seen[1], w1)
+    assert not torch.equal(conv.weight.detach(), w1)  # the second Q step followed
 
 
 def test_joint_zrec_reaches_q_and_aug_carries_the_part_weight(tmp_path):
