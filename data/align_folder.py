@@ -15,6 +15,9 @@ Problems with single photos do not stop the run: one line each in ``OUT/align_re
 ``<file>: unreadable: <reason>``, ``<file>: no face``, ``<file>: not written: <reason>`` (failures),
 ``<file>: N faces, kept the largest`` / ``N faces, wrote all`` and ``<file>: written as <names> (name shared
 with <file>)`` (notes); the last line counts files, aligned photos, failures and images written.
+
+The output-folder rules (:func:`check_out_folder`, :func:`files_under`, :func:`refuse_taken`, :class:`Writer`)
+are infer.py's too.
 """
 from __future__ import annotations
 
@@ -34,27 +37,37 @@ REPORT = "align_report.txt"
 _NUMBERED = re.compile(r"(.+)_\d+")  # <name>_<k>: the k-th face of photo <name> (all_faces)
 
 
-def _photos(src: Path, out: Path) -> list[Path]:
-    out = out.resolve()
+def files_under(src: Path, out: Path) -> list[Path]:
+    """Every file under ``src`` (sub-folders included) but hidden ones, those in hidden folders and those under
+    the output folder ``out`` (not read as input), unless ``src`` is inside ``out``."""
+    out, s = out.resolve(), src.resolve()
+    above = out == s or out in s.parents
     files = []
     for p in sorted(src.rglob("*")):
         rel = p.relative_to(src)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts) and out not in p.resolve().parents:
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts) and (
+                above or out not in p.resolve().parents):
             files.append(p)
     return files
 
 
-def _check_folders(src: Path, out: Path) -> None:
-    """--images must be a folder, --out a folder (or new) that is neither --images nor above it."""
+def check_out_folder(src: Path, out: Path, option: str = "--images", outputs: str = "the aligned faces",
+                     inputs: str = "the photos", suggest: str = "aligned") -> None:
+    """``option`` (the input folder ``src``) must be a folder, --out a folder (or new) that is not ``src``: the
+    error says that ``outputs`` would be written among ``inputs`` and suggests ``--out OUT/suggest``."""
     if not src.is_dir():
-        raise DatasetLayoutError(f"--images {src} is not a folder")
+        raise DatasetLayoutError(f"{option} {src} is not a folder")
     if out.exists() and not out.is_dir():
         raise DatasetLayoutError(f"--out {out} is a file, not a folder")
-    s, o = src.resolve(), out.resolve()
-    if o == s:
-        raise DatasetLayoutError(f"--out {out} is the --images folder: the aligned faces would be written among "
-                                 f"the photos; give another folder, e.g. --out {out / 'aligned'}")
-    if o in s.parents:
+    if out.resolve() == src.resolve():
+        raise DatasetLayoutError(f"--out {out} is the {option} folder: {outputs} would be written among {inputs}; "
+                                 f"give another folder, e.g. --out {out / suggest}")
+
+
+def _check_folders(src: Path, out: Path) -> None:
+    """--images must be a folder, --out a folder (or new) that is neither --images nor above it."""
+    check_out_folder(src, out)
+    if out.resolve() in src.resolve().parents:
         raise DatasetLayoutError(f"--images {src} is inside --out {out}: the aligned faces would be written among "
                                  "the photos; give an --out outside it (a sub-folder of --images is fine)")
 
@@ -212,7 +225,16 @@ def _existing(out: Path, bases, all_faces: bool) -> list[str]:
 
 # -- writing -----------------------------------------------------------------------------------------------
 
-class _Writer:
+def refuse_taken(out: Path, taken: list[str]) -> None:
+    """Without --force a run whose output names ``taken`` are already in ``out`` refuses to start: one error
+    naming a few of them and their count."""
+    if taken:
+        raise DatasetLayoutError(f"--out {out} already holds {_plural(len(taken), 'file')} this run would write "
+                                 f"({', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}): add --force to "
+                                 "overwrite them, or give another --out")
+
+
+class Writer:
     """Writes files into ``out`` through a temporary file: never over a file written by this run, nor, without
     ``force``, over any file that exists. A folder that cannot be written raises an error naming it."""
 
@@ -276,24 +298,29 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def align_folder(src, out, preset: str, size: int | None = None, all_faces: bool = False,
-                 progress: bool = True, force: bool = False) -> tuple[int, int, list[str]]:
-    """Align the photos of ``src`` into ``out``: (photos, failed photos, report lines)."""
-    from data.dlib_faces import detect, require
-
-    src, out = Path(src), Path(out)
+def plan_alignment(src: Path, out: Path, all_faces: bool = False, force: bool = False, skip: Path | None = None):
+    """The checks of a run before anything is read or written (folders; without ``force``, none of its names
+    already in ``out``) and its photos: (the files under ``src`` but those under ``skip``, default ``out``, then
+    :func:`output_names`' three maps)."""
     _check_folders(src, out)
-    files = _photos(src, out)
+    files = files_under(src, skip or out)
     if not files:
         raise DatasetLayoutError(f"no files in {src}")
     names, renamed, left_out = output_names([p.relative_to(src) for p in files], all_faces)
-    taken = [] if force else _existing(out, names.values(), all_faces)
-    if taken:
-        raise DatasetLayoutError(f"--out {out} already holds {_plural(len(taken), 'file')} this run would write "
-                                 f"({', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}): add --force to "
-                                 "overwrite them, or give another --out")
+    refuse_taken(out, [] if force else _existing(out, names.values(), all_faces))
+    return files, names, renamed, left_out
+
+
+def align_folder(src, out, preset: str, size: int | None = None, all_faces: bool = False,
+                 progress: bool = True, force: bool = False, skip=None) -> tuple[int, int, list[str]]:
+    """Align the photos of ``src`` into ``out``: (photos, failed photos, report lines). ``skip``: a folder
+    inside ``src`` whose files are not photos (default ``out``; infer.py: its whole --out)."""
+    from data.dlib_faces import detect, require
+
+    src, out = Path(src), Path(out)
+    files, names, renamed, left_out = plan_alignment(src, out, all_faces, force, skip and Path(skip))
     require("face alignment")
-    writer = _Writer(out, force)  # creates --out: after every check
+    writer = Writer(out, force)  # creates --out: after every check
     size = size or DEFAULT_SIZE[preset]
     lines, failed = [], 0
     if progress:

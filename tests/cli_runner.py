@@ -31,6 +31,22 @@ class Result:
         return [ln for ln in self.err.splitlines() if ln.startswith("error:")]
 
 
+def files_in(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: relative path -> (contents, modification time in ns), to show that a refused
+    run left every file as it was."""
+    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_error(capsys) -> str:
+    """The one ``error:`` line a ``main(argv)`` called in-process printed to stderr (beside a progress bar),
+    without a traceback."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
 def run_clis(cases: list[tuple[str, list[str]]], folder: Path, cwd: Path | None = None,
              timeout: float = 600) -> list[Result]:
     """Run ``(script relative to the repository, argv)`` pairs; stdout/stderr files go to ``folder``."""

@@ -21,6 +21,7 @@ from core.cli import RunError
 from data.align import (CELEBA_TEMPLATE, PRESETS, align, apply_affine, ffhq_affine, fit_similarity, key_points,
                         template)
 from data.align_folder import output_names, to_uint8
+from tests.cli_runner import files_in, one_error
 from tests.real_photos import EXTRAS, astronaut, grace_hopper, need_dlib, no_face, sdist_photo, side_by_side
 
 
@@ -202,20 +203,6 @@ def _report(out) -> list[str]:
     return (out / "align_report.txt").read_text().splitlines()
 
 
-def _files(folder) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``folder``: relative path -> (contents, modification time in ns)."""
-    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _one_error(capsys) -> str:
-    """The one ``error:`` line on stderr (beside a progress bar), without a traceback."""
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 def test_output_names_are_decided_from_the_file_names():
     P = Path
     names, renamed, left_out = output_names([P("a.jpg"), P("a.png"), P("b.jpg"), P("trip/a.jpg"), P("x.jpg"),
@@ -259,14 +246,14 @@ def test_no_output_replaces_another_and_the_report_counts_what_was_written(tmp_p
     assert np.array_equal(got["a_jpg.png"], got["x_0_jpg.png"])  # the same photo: each name is its own photo's
     assert not np.array_equal(got["a_jpg.png"], got["a_png.png"])
     # a second run refuses before writing anything; --force replaces the files of the first
-    before = _files(out)
+    before = files_in(out)
     capsys.readouterr()
     assert _align(photos, out, "--all") == 2
-    err = _one_error(capsys)
+    err = one_error(capsys)
     assert f"--out {out} already holds 6 files this run would write (align_report.txt, a_jpg.png" in err
-    assert "add --force" in err and _files(out) == before
+    assert "add --force" in err and files_in(out) == before
     assert _align(photos, out, "--all", "--force") == 0
-    after = _files(out)
+    after = files_in(out)
     assert sorted(after) == sorted(before) and all(after[k][1] >= before[k][1] for k in after)
     assert _report(out)[-1] == "4 files: 4 aligned (celeba, 178 px), 0 failed; 5 images written"
 
@@ -364,12 +351,12 @@ def test_out_must_be_another_folder_than_the_photos(tmp_path, capsys):
     photos.mkdir()
     (photos / "a.jpg").write_bytes(b"a photo")
     assert _align(photos, photos) == 2
-    assert _one_error(capsys) == (f"error: --out {photos} is the --images folder: the aligned faces would be "
-                                  f"written among the photos; give another folder, e.g. --out {photos / 'aligned'}")
+    assert one_error(capsys) == (f"error: --out {photos} is the --images folder: the aligned faces would be "
+                                 f"written among the photos; give another folder, e.g. --out {photos / 'aligned'}")
     assert _align(photos, tmp_path) == 2
-    assert f"--images {photos} is inside --out {tmp_path}" in _one_error(capsys)
+    assert f"--images {photos} is inside --out {tmp_path}" in one_error(capsys)
     assert _align(photos, photos / "a.jpg") == 2
-    assert f"--out {photos / 'a.jpg'} is a file, not a folder" in _one_error(capsys)
+    assert f"--out {photos / 'a.jpg'} is a file, not a folder" in one_error(capsys)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.jpg", "photos"]
 
 
@@ -380,10 +367,10 @@ def test_an_output_folder_that_cannot_be_written_is_named(tmp_path, monkeypatch,
     Image.fromarray(astronaut()).save(photos / "trip" / "a.jpg")
     if Path("/sys/kernel").is_dir():  # Linux: /sys refuses new files, even to root
         assert _align(photos, "/sys") == 2
-        assert _one_error(capsys).startswith("error: cannot write into the output folder /sys: ")
+        assert one_error(capsys).startswith("error: cannot write into the output folder /sys: ")
     (tmp_path / "a_file").write_text("")
     assert _align(photos, tmp_path / "a_file" / "out") == 2
-    assert _one_error(capsys) == f"error: cannot create the output folder {tmp_path / 'a_file' / 'out'}: Not a directory"
+    assert one_error(capsys) == f"error: cannot create the output folder {tmp_path / 'a_file' / 'out'}: Not a directory"
     # a read-only sub-folder of --out, met while writing (root may write anywhere: the OS's refusal is simulated)
     out = tmp_path / "out"
     (out / "trip").mkdir(parents=True)
@@ -396,7 +383,7 @@ def test_an_output_folder_that_cannot_be_written_is_named(tmp_path, monkeypatch,
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     assert _align(photos, out) == 2
-    assert _one_error(capsys) == f"error: cannot write into the output folder {out / 'trip'}: Permission denied"
+    assert one_error(capsys) == f"error: cannot write into the output folder {out / 'trip'}: Permission denied"
     assert not list((out / "trip").iterdir())
 
 
@@ -421,12 +408,12 @@ def test_infer_align_keeps_earlier_aligned_photos_unless_force(tmp_path, monkeyp
     with monkeypatch.context() as m:
         m.setitem(sys.modules, "dlib", None)
         assert infer.main(argv) == 2
-        assert _one_error(capsys).startswith("error: face alignment needs the optional face extras")
+        assert one_error(capsys).startswith("error: face alignment needs the optional face extras")
     need_dlib()
-    assert infer.main(argv) == 1 and "stopped after the alignment" in _one_error(capsys)
+    assert infer.main(argv) == 1 and "stopped after the alignment" in one_error(capsys)
     aligned = out / "aligned" / "images"
-    before = _files(aligned)
+    before = files_in(aligned)
     assert sorted(before) == ["a.png", "align_report.txt"]
     assert infer.main(argv) == 2
-    assert f"--out {aligned} already holds 2 files" in _one_error(capsys) and _files(aligned) == before
+    assert f"--out {aligned} already holds 2 files" in one_error(capsys) and files_in(aligned) == before
     assert infer.main(argv + ["--force"]) == 1

@@ -138,6 +138,9 @@ def cases_for(p):
         "infer.py remove": (
             "infer.py", ["remove", "--checkpoint", half_ckpt, "--images", faces / "testA", "--out",
                          t / "removed"], 2, [f"{half_ckpt} (", COPY]),
+        "infer.py remove: --out is --images (refused before the checkpoint is read)": (
+            "infer.py", ["remove", "--checkpoint", half_ckpt, "--images", faces / "testA", "--out", faces / "testA"],
+            2, [f"--out {faces / 'testA'} is the --images folder", f"--out {faces / 'testA' / 'results'}"]),
     }
 
 
@@ -169,7 +172,7 @@ def test_nothing_left_that_a_later_run_would_trust(results):
     for left in ("converted.pt", "w_out", "swap", "removed", "compare/comparison.md"):
         assert not (p["tmp"] / left).exists(), left
     assert p["a_file"].read_text() == "not a folder\n"
-    assert sorted(f.name for f in (p["faces"] / "testA").iterdir()) == ["0.png", "1.png"]  # --align wrote nothing
+    assert sorted(f.name for f in (p["faces"] / "testA").iterdir()) == ["0.png", "1.png"]  # --align, infer.py: nothing
 
 
 # --- classes a subprocess cannot set up here (root reads any file) or that no command line reaches --------
