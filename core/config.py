@@ -36,6 +36,7 @@ class ConfigError(ValueError):
 CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "amp": ("none", "bf16", "fp16"),
+    "cpu_amp": ("none", "bf16"),
     "data.cache": ("auto", "build", "require", "off"),
     "data.split_rule": ("first-n", "official"),
     "data.resize_filter": ("bilinear", "bicubic"),

@@ -26,22 +26,24 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_amp(device: torch.device, amp: str) -> str:
-    """The autocast actually used: CUDA takes ``amp`` as given; a CPU runs bf16 autocast only where it computes
-    bf16 natively (``cpu_has_native_bf16``), and never fp16 (no CPU speed-up, no loss scaling there)."""
+def resolve_amp(device: torch.device, amp: str, cpu_amp: str = "none") -> str:
+    """The autocast actually used: CUDA takes ``amp``; a CPU takes ``cpu_amp``, bf16 only where the CPU computes
+    bf16 natively (``cpu_has_native_bf16``; elsewhere fp32)."""
     if amp not in ("none", "bf16", "fp16"):
         raise ValueError(f"amp must be none|bf16|fp16, got {amp!r}")
+    if cpu_amp not in ("none", "bf16"):
+        raise ValueError(f"cpu_amp must be none|bf16, got {cpu_amp!r}")
     if device.type == "cuda":
         return amp
-    return "bf16" if amp == "bf16" and device.type == "cpu" and cpu_has_native_bf16() else "none"
+    return "bf16" if cpu_amp == "bf16" and device.type == "cpu" and cpu_has_native_bf16() else "none"
 
 
 class StepContext:
     """What a train step needs from the loop: autocast, loss scaling, cross-rank gradient averaging."""
 
-    def __init__(self, device: torch.device, amp: str = "none"):
+    def __init__(self, device: torch.device, amp: str = "none", cpu_amp: str = "none"):
         self.device = device
-        self.amp = resolve_amp(device, amp)
+        self.amp = resolve_amp(device, amp, cpu_amp)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
         self.scalers: dict[str, torch.amp.GradScaler] = {}
 

@@ -105,7 +105,7 @@ class Trainer:
         method.init_ema()
         if cfg.train.compile:
             compile_nets(method, cfg.train.compile)
-        self.ctx = StepContext(self.device, cfg.amp)
+        self.ctx = StepContext(self.device, cfg.amp, cfg.cpu_amp)
         self.step = self.images = 0
         self.total = cfg.train.steps
         self.logs: dict = {}

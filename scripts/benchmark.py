@@ -165,7 +165,7 @@ def bench_train(cfg, device: torch.device, amp: str, channels_last: bool, steps:
     if channels_last:
         to_channels_last(method)
     method.init_ema()
-    ctx = StepContext(device, amp)
+    ctx = StepContext(device, amp, cpu_amp=amp if amp == "bf16" else "none")
     g = torch.Generator().manual_seed(cfg.seed)
     # a few distinct random batches, made up front so their creation is not timed
     batches = example_batches(cfg, method, device, g, min(2, steps + warmup))
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"config files or names in configs/ (default: {' '.join(DEFAULT_CONFIGS)}) and "
                          "key=value overrides applied to every config (e.g. data.batch_size=8)")
     ap.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
-    ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="CUDA only; CPU runs fp32")
+    ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast; on CPU only bf16, where the CPU has bf16 units (else fp32)")
     ap.add_argument("--channels-last", action="store_true", help="channels_last nets and inputs")
     ap.add_argument("--steps", type=int, default=10, help="timed train steps per config")
     ap.add_argument("--warmup", type=int, default=3, help="untimed train steps first")

@@ -216,17 +216,19 @@ def test_step_context_precision_rules(monkeypatch):
 
     for native in (False, True):
         monkeypatch.setattr(step, "cpu_has_native_bf16", lambda: native)
-        cpu = StepContext(torch.device("cpu"), "bf16")
+        assert StepContext(torch.device("cpu"), "bf16").amp == "none"  # amp is CUDA's; a CPU follows cpu_amp
+        cpu = StepContext(torch.device("cpu"), "none", "bf16")
         want = torch.bfloat16 if native else torch.float32  # CPU bf16 autocast only where the CPU has bf16 units
         assert cpu.amp == ("bf16" if native else "none")
         with cpu.autocast():
             assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == want
         assert cpu.scale(torch.ones(()), "g") == 1  # no loss scaling for bf16
-        fp16 = StepContext(torch.device("cpu"), "fp16")  # never fp16 on CPU
-        assert fp16.amp == "none" and fp16.dtype is None
-    assert StepContext(torch.device("cuda"), "fp16").amp == "fp16"  # CUDA takes amp as given
+    assert StepContext(torch.device("cuda"), "fp16", "bf16").amp == "fp16"  # CUDA takes amp
+    assert StepContext(torch.device("cuda"), "none", "bf16").amp == "none"
     with pytest.raises(ValueError, match="none|bf16|fp16"):
         StepContext(torch.device("cuda"), "fp8")
+    with pytest.raises(ValueError, match="cpu_amp must be none|bf16"):
+        StepContext(torch.device("cpu"), "none", "fp16")
 
 
 def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
