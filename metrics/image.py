@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 PSNR_CAP_DB = 100.0
 SSIM_K1 = 0.01
@@ -57,6 +56,14 @@ def _gaussian_kernel_1d(win_size: int, sigma: float, dtype, device) -> torch.Ten
     return k / k.sum()
 
 
+def _valid_filter_matrix(k: torch.Tensor, n: int) -> torch.Tensor:
+    """(n - len(k) + 1, n) matrix whose product with a length-n signal is its 'valid' correlation with ``k``."""
+    m = n - k.numel() + 1
+    rows = torch.arange(m, device=k.device)[:, None] + torch.arange(k.numel(), device=k.device)[None, :]
+    out = torch.zeros(m, n, dtype=k.dtype, device=k.device)
+    return out.scatter_(1, rows, k.expand(m, -1))
+
+
 def ssim(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -84,14 +91,13 @@ def ssim(
     b, c = x.shape[:2]
     dt = _work_dtype(x)
     k = _gaussian_kernel_1d(win_size, sigma, dt, x.device)
-    kh = k.view(1, 1, win_size, 1)
-    kw = k.view(1, 1, 1, win_size)
+    kh, kw = _valid_filter_matrix(k, h), _valid_filter_matrix(k, w)
 
-    def filt(t: torch.Tensor) -> torch.Tensor:  # separable valid Gaussian filter on (N, 1, H, W)
-        return F.conv2d(F.conv2d(t, kh), kw)
+    def filt(t: torch.Tensor) -> torch.Tensor:  # separable valid Gaussian filter on (N, H, W), as two matmuls
+        return kh @ t @ kw.T
 
-    xs = x.to(dt).reshape(b * c, 1, h, w)
-    ys = y.to(dt).reshape(b * c, 1, h, w)
+    xs = x.to(dt).reshape(b * c, h, w)
+    ys = y.to(dt).reshape(b * c, h, w)
     # One batched filter call over the five local moments.
     mom = filt(torch.cat([xs, ys, xs * xs, ys * ys, xs * ys], 0))
     ux, uy, uxx, uyy, uxy = mom.chunk(5, 0)

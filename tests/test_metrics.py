@@ -158,6 +158,33 @@ def test_linear_probe_separable_and_independent():
     assert linear_probe(xtr2, ytr2, xte2, yte2) == res2
 
 
+def test_linear_probe_with_more_features_than_samples_solves_in_the_row_space(monkeypatch):
+    """D > N: the probe optimises over the span of the training rows; the same objective over all D features
+    (an identity basis) ends at the same classifier on held-out data, and the basis is orthonormal."""
+    import metrics.probe as probe
+
+    g = torch.Generator().manual_seed(3)
+    n, d = 300, 1200
+    z = torch.randn(n, 8, generator=g, dtype=torch.float64)
+    x = z @ torch.randn(8, d, generator=g, dtype=torch.float64) + 0.3 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = (z[:, 0] + 0.2 * torch.randn(n, generator=g, dtype=torch.float64) > 0).long()
+    basis = probe._row_space(probe._standardise(x[:200], x[200:])[0])
+    assert basis.shape == (d, 199)  # standardising removes one dimension (the mean) from the span
+    assert torch.allclose(basis.T @ basis, torch.eye(199, dtype=torch.float64), atol=1e-9)
+    seen = []
+    real = probe._row_space
+    monkeypatch.setattr(probe, "_row_space", lambda t: seen.append(t.shape) or real(t))
+    reduced = linear_probe(x[:200], y[:200], x[200:], y[200:])
+    assert seen == [(200, d)]
+    monkeypatch.setattr(probe, "_row_space", lambda t: torch.eye(t.shape[1], dtype=t.dtype))
+    full = linear_probe(x[:200], y[:200], x[200:], y[200:])
+    assert reduced["accuracy"] == full["accuracy"] > 0.8 and reduced["train_accuracy"] == full["train_accuracy"]
+    seen.clear()
+    monkeypatch.setattr(probe, "_row_space", lambda t: seen.append(t.shape) or real(t))
+    linear_probe(x[:200, :150], y[:200], x[200:, :150], y[200:])  # fewer features than samples: as it was
+    assert seen == []
+
+
 def test_ridge_probe_linear_and_noise():
     g = np.random.default_rng(4)
     xtr, xte = g.normal(size=(500, 8)), g.normal(size=(500, 8))
