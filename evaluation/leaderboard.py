@@ -193,8 +193,10 @@ def render_markdown(board: dict) -> str:
         cells = {"run": r["row"], "method": r["method"]}
         for c in cols:
             v = r["values"].get(c["name"])
-            rank = "truth" if r.get("truth") else r["ranks"][c["name"]]
-            cells[c["label"]] = "—" if v is None else f"{v:.4g} ({rank})"
+            if v is None:
+                cells[c["label"]] = "—"
+            else:
+                cells[c["label"]] = f"{v:.4g} ({'truth' if r.get('truth') else r['ranks'][c['name']]})"
         table.append(cells)
     arrows = {"higher": "higher is better", "lower": "lower is better", "chance": "closest to 0.5 is best"}
     setting = ", ".join(f"{k} {v}" for k, v in board["setting"].items())

@@ -4,7 +4,7 @@
 # so the script can be re-run after a stop; a finished step costs only its start-up.
 #
 #   scripts/reference_runs.sh                 # everything, in this order
-#   scripts/reference_runs.sh judges mad      # some parts: judges content_ae mask_ct g2g mad id_mapper leaderboards
+#   scripts/reference_runs.sh judges mad      # some parts: judges content_ae g2g mad leaderboards
 #
 # Budgets and wall times: docs/reference.md. Threads: OMP_NUM_THREADS (default 2, the CI machine's cores).
 set -euo pipefail
@@ -13,7 +13,7 @@ PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 REF=runs/reference
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(judges content_ae mad leaderboards)
+[ ${#parts[@]} -eq 0 ] && parts=(judges content_ae mad g2g leaderboards)
 
 train() { $PY train.py --config "configs/$1.yaml" --resume auto "${@:2}"; }
 curve() { $PY scripts/time_to_quality.py --run "$REF/$1"; }
@@ -30,6 +30,9 @@ for part in "${parts[@]}"; do
     content_ae)
       train reference/synth_glasses
       curve synth_glasses ;;
+    g2g)
+      train reference/g2g_synth
+      curve g2g_synth ;;
     mad)  # three phases chained with --init
       train reference/mad_synth_ae
       chain reference/mad_synth_disentangle mad_synth_ae
@@ -37,9 +40,9 @@ for part in "${parts[@]}"; do
       curve mad_synth_joint ;;
     leaderboards)
       $PY eval.py --leaderboard content_transfer --runs $REF/synth_glasses --out $REF/leaderboards
-      $PY eval.py --leaderboard identity_swap --runs $REF/mad_synth_joint --out $REF/leaderboards \
+      $PY eval.py --leaderboard identity_swap --runs $REF/g2g_synth $REF/mad_synth_joint --out $REF/leaderboards \
           --identity-judge runs/face_judge_synth/checkpoint-latest.pt \
           --analysis-judge runs/face_judge_synth/checkpoint-latest.pt ;;
-    *) echo "error: unknown part '$part' (judges content_ae mad leaderboards)" >&2; exit 2 ;;
+    *) echo "error: unknown part '$part' (judges content_ae g2g mad leaderboards)" >&2; exit 2 ;;
   esac
 done
