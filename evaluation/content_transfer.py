@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -148,4 +149,43 @@ def domain_probes(method, cfg, test_a, test_b) -> list[dict]:
         r = linear_probe(torch.cat([xa, xb]), y_tr, torch.cat([ta, tb]), y_te)
         rows.append({"task": "domain probe", "method": f"{cfg.method}: {name}",
                      "accuracy": r["accuracy"], "chance": r["chance"]})
+    test = method.datasets(cfg, "test")["a"] if hasattr(train["a"], "factors") else None
+    if test is not None and len(test) >= n_test:
+        rows += attribute_probes(cfg.method, cfg.data.attribute, train["a"], test, feats[0], feats[2])
     return rows
+
+
+# the look of a content attribute in its factor vector (data.synthetic.factor_vectors; index 0 is presence)
+ATTRIBUTE_LOOK = {"glasses": {"shape": slice(1, 4), "colour": slice(4, 7), "all": slice(1, 14)},
+                  "facial_hair": {"type": slice(1, 4), "colour": slice(4, 7), "all": slice(1, 8)}}
+
+
+def attribute_probes(name: str, attribute: str, train_a, test_a, codes_train: dict, codes_test: dict) -> list[dict]:
+    """Where the look of the attribute (its shape, colour, ...) lives among domain a's codes: ridge R^2 from each
+    code to the true attribute factors of the synthetic images, trained on the training images' codes, scored on
+    the test images'. A transfer Dec(E1(b), E2(a)) can only carry what the separate code holds; what the common
+    code holds instead is dropped (the transferred attribute comes out as an average one)."""
+    from data.synthetic import factor_vectors
+    from metrics.probe import ridge_probe
+
+    def truth(ds, n):
+        return torch.from_numpy(np.stack([factor_vectors(ds.factors(i))[attribute] for i in range(n)]))
+
+    y_tr, y_te = truth(train_a, codes_train["common"].shape[0]), truth(test_a, codes_test["common"].shape[0])
+    rows = []
+    for code in ("common", "separate"):
+        x_tr, x_te = codes_train[code], codes_test[code]
+        row = {"task": "attribute probe", "method": f"{name}: {code} code"}
+        for part, cols in ATTRIBUTE_LOOK[attribute].items():
+            keep = y_tr[:, cols].std(0) > 0  # a one-hot or colour column that never varies has no R^2
+            yt, ye = y_tr[:, cols][:, keep], y_te[:, cols][:, keep]
+            # the ridge strength that predicts a held-out fifth of the training codes best (codes have about as
+            # many features as there are training images, so a fixed small one overfits)
+            cut = x_tr.shape[0] * 4 // 5
+            alpha = max(RIDGE_ALPHAS, key=lambda a: ridge_probe(x_tr[:cut], yt[:cut], x_tr[cut:], yt[cut:], a)["mean_r2"])
+            row[f"r2_{part}"] = ridge_probe(x_tr, yt, x_te, ye, alpha)["mean_r2"]
+        rows.append(row)
+    return rows
+
+
+RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)

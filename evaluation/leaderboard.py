@@ -75,6 +75,8 @@ CT_COLUMNS = [
     {"name": "removal_l1_in", "label": "removal L1 in region", "better": "lower"},
     {"name": "removal_psnr", "label": "removal PSNR", "better": "higher"},
     {"name": "common_probe", "label": "common-code domain probe (chance 0.5)", "better": "chance"},
+    {"name": "colour_r2_separate", "label": "attribute colour R2, separate code", "better": "higher"},
+    {"name": "colour_r2_common", "label": "attribute colour R2, common code", "better": "lower"},
 ]
 
 
@@ -105,8 +107,11 @@ def content_transfer_board(runs: list, n: int, size: int | None = None):
         ta, tb = stack(test["a"], n).to(method.device), stack(test["b"], n).to(method.device)
         pred = {k: v.cpu() for k, v in ct.outputs(method, ta, tb, cfg.eval.batch_size, size).items()}
         values = _ct_values(pred, truth)
-        probe = [r for r in ct.domain_probes(method, cfg, ta, tb) if r["method"].endswith("common code")]
-        values["common_probe"] = probe[0]["accuracy"]
+        probes = {(r["task"], r["method"].rsplit(": ", 1)[-1]): r for r in ct.domain_probes(method, cfg, ta, tb)}
+        values["common_probe"] = probes[("domain probe", "common code")]["accuracy"]
+        for code in ("separate", "common"):
+            if ("attribute probe", f"{code} code") in probes:
+                values[f"colour_r2_{code}"] = probes[("attribute probe", f"{code} code")]["r2_colour"]
         rows.append({"row": name, "method": cfg.method, "values": values})
         shown[name] = pred["transfer"]
     base = ct.baselines(a, b)

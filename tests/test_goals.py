@@ -75,3 +75,31 @@ def test_truth_row_scores_the_true_swap_with_the_judge_and_is_unranked():
     board["goals"] = goals.check(board)
     md = render_markdown(board)
     assert f"{s['id_sim']:.4g} (truth)" in md and "Reference goals" in md
+
+
+def test_attribute_probes_find_where_the_look_of_the_attribute_lives():
+    """A code that holds the true glasses colour and shape scores R^2 near 1, pure noise near 0 or below."""
+    from data.synthetic import factor_vectors, sample_factors
+    from evaluation.content_transfer import ATTRIBUTE_LOOK, attribute_probes
+
+    class Domain:  # the factors of a domain-a stream (every image has glasses)
+        def __init__(self, split):
+            self.split = split
+
+        def factors(self, i):
+            return sample_factors(0, i, 1000, {"glasses": True}, split=self.split)
+
+    tr, te = Domain("train-a"), Domain("test-a")
+    g = torch.Generator().manual_seed(0)
+
+    def codes(ds, n):
+        look = torch.stack([torch.from_numpy(factor_vectors(ds.factors(i))["glasses"]) for i in range(n)]).float()
+        return {"separate": torch.cat([look[:, 1:7], torch.randn(n, 10, generator=g)], 1),
+                "common": torch.randn(n, 16, generator=g)}
+
+    rows = {r["method"]: r for r in attribute_probes("m", "glasses", tr, te, codes(tr, 400), codes(te, 100))}
+    assert set(ATTRIBUTE_LOOK["glasses"]) == {"shape", "colour", "all"}
+    assert rows["m: separate code"]["r2_colour"] > 0.95 and rows["m: separate code"]["r2_shape"] > 0.95
+    assert rows["m: common code"]["r2_colour"] < 0.1 and rows["m: common code"]["r2_shape"] < 0.1
+    # thickness, lens size and tint are not in the separate code here: "all" sits between
+    assert rows["m: common code"]["r2_all"] < rows["m: separate code"]["r2_all"] < 0.95
