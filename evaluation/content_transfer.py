@@ -106,7 +106,7 @@ def evaluate(method, cfg, out_dir: Path) -> list[dict]:
         save_png(image_grid([list(a[:k]), list(pred["removal"][:k])]), out_dir / "removal_grid.png")
     rows.append({"task": "reconstruction a", "method": cfg.method, **errors(rec_a, a)})
     rows.append({"task": "reconstruction b", "method": cfg.method, **errors(rec_b, b)})
-    return rows + domain_probes(method, cfg, a, b)
+    return rows + domain_probes(method, cfg, a, b, test["a"])
 
 
 def scores(method, cfg, n: int) -> dict[str, float]:
@@ -128,11 +128,12 @@ def codes(method, x, bs: int) -> dict[str, torch.Tensor]:
     return {k: torch.cat([c[k].flatten(1).float() for c in chunks]).cpu() for k in chunks[0]}
 
 
-def domain_probes(method, cfg, test_a, test_b) -> list[dict]:
+def domain_probes(method, cfg, test_a, test_b, test_a_data=None) -> list[dict]:
     """Linear probes predicting the domain (has the attribute or not) from each code.
 
     Trained on codes of training-split images, tested on the given test images (equal counts per domain).
-    The common code should be near chance (0.5); the separate code and raw pixels are controls that can."""
+    The common code should be near chance (0.5); the separate code and raw pixels are controls that can.
+    With ``test_a_data`` (the dataset ``test_a`` was stacked from, synthetic), the attribute probes too."""
     train = method.datasets(cfg, "train")
     n_train = min(1024, len(train["a"]), len(train["b"]))
     tr_a, tr_b = stack(train["a"], n_train), stack(train["b"], n_train)
@@ -149,9 +150,8 @@ def domain_probes(method, cfg, test_a, test_b) -> list[dict]:
         r = linear_probe(torch.cat([xa, xb]), y_tr, torch.cat([ta, tb]), y_te)
         rows.append({"task": "domain probe", "method": f"{cfg.method}: {name}",
                      "accuracy": r["accuracy"], "chance": r["chance"]})
-    test = method.datasets(cfg, "test")["a"] if hasattr(train["a"], "factors") else None
-    if test is not None and len(test) >= n_test:
-        rows += attribute_probes(cfg.method, cfg.data.attribute, train["a"], test, feats[0], feats[2])
+    if hasattr(test_a_data, "factors") and hasattr(train["a"], "factors") and len(test_a_data) >= n_test:
+        rows += attribute_probes(cfg.method, cfg.data.attribute, train["a"], test_a_data, feats[0], feats[2])
     return rows
 
 

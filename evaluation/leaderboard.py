@@ -107,7 +107,7 @@ def content_transfer_board(runs: list, n: int, size: int | None = None):
         ta, tb = stack(test["a"], n).to(method.device), stack(test["b"], n).to(method.device)
         pred = {k: v.cpu() for k, v in ct.outputs(method, ta, tb, cfg.eval.batch_size, size).items()}
         values = _ct_values(pred, truth)
-        probes = {(r["task"], r["method"].rsplit(": ", 1)[-1]): r for r in ct.domain_probes(method, cfg, ta, tb)}
+        probes = {(r["task"], r["method"].rsplit(": ", 1)[-1]): r for r in ct.domain_probes(method, cfg, ta, tb, test["a"])}
         values["common_probe"] = probes[("domain probe", "common code")]["accuracy"]
         for code in ("separate", "common"):
             if ("attribute probe", f"{code} code") in probes:

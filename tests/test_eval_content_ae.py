@@ -33,6 +33,9 @@ def test_eval_writes_grids_and_table(tiny_run, tmp_path, capsys):
     model = by[("transfer", "content_ae")]
     assert all(math.isfinite(model[k]) for k in ("l1", "psnr", "ssim", "l1_in_mask", "l1_out_mask"))
     assert 0.0 <= by[("domain probe", "content_ae: common code")]["accuracy"] <= 1.0
+    for code in ("common", "separate"):  # where the glasses' look lives (synthetic ground truth)
+        assert all(math.isfinite(by[("attribute probe", f"content_ae: {code} code")][f"r2_{k}"])
+                   for k in ("shape", "colour", "all"))
     assert "| transfer" in capsys.readouterr().out
 
 
