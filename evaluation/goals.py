@@ -7,13 +7,11 @@ table (rows: runs; cells: value vs bar, met / MISSED). The goals are the model z
 """
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
-from metrics.tables import markdown_table
-
-OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 from evaluation.identity_swap import TRUTH as TRUTH_ROW
+from metrics.tables import markdown_table
+from metrics.thresholds import OPS
 
 
 @dataclass(frozen=True)

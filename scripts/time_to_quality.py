@@ -90,6 +90,11 @@ def report(name: str, method: str, every: int, snaps: list[dict], thresholds, tr
     return "\n".join(lines) + "\n", data
 
 
+def _clock(stats: Path) -> dict[int, float]:
+    """step -> the ``time`` of its ``stats.jsonl`` row (seconds of training, resumes included)."""
+    return {r["step"]: r["time"] for r in map(json.loads, stats.read_text().splitlines())}
+
+
 def _snapshots(run_dir: Path) -> list[Path]:
     """Numbered snapshots in step order, plus ``checkpoint-latest.pt`` where it is newer than the last one."""
     from core import checkpoint as ckpt
@@ -159,7 +164,7 @@ def run_curve(args) -> int:
         print(f"error: no checkpoints in {run_dir}", file=sys.stderr)
         return 2
     stats = run_dir / "stats.jsonl"
-    clock = {r["step"]: r["time"] for r in map(json.loads, stats.read_text().splitlines())} if stats.is_file() else {}
+    clock = _clock(stats) if stats.is_file() else {}
     judges = {k: v for k, v in (("identity_judge", args.identity_judge), ("analysis_judge", args.analysis_judge)) if v}
     snaps = []
     for path in paths:
@@ -204,7 +209,6 @@ def main(argv=None) -> int:
         return run_curve(args)
     import eval as eval_cli
     import train
-    from core import checkpoint as ckpt
     from core.config import ConfigError, load_config
 
     if args.every < 1:
@@ -228,10 +232,8 @@ def main(argv=None) -> int:
     train_s = time.time() - t0
     if rc:
         return rc
-    clock = {r["step"]: r["time"] for r in map(json.loads, (run_dir / "stats.jsonl").read_text().splitlines())}
-    paths = sorted(run_dir.glob("checkpoint-[0-9]*.pt"))
-    if cfg.train.steps not in {int(p.stem.split("-")[1]) for p in paths}:
-        paths.append(run_dir / ckpt.LATEST)
+    clock = _clock(run_dir / "stats.jsonl")
+    paths = _snapshots(run_dir)
     snaps = []
     for path in paths:
         t0 = time.time()
