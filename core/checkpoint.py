@@ -74,3 +74,14 @@ def load(path: str | os.PathLike, map_location="cpu", what: str = CHECKPOINT_FIL
 def find_latest(run_dir: str | os.PathLike) -> Path | None:
     p = Path(run_dir) / LATEST
     return p if p.is_file() else None
+
+
+def snapshots(run_dir: str | os.PathLike) -> list[Path]:
+    """A run's numbered snapshots (``checkpoint-NNNNNNN.pt``) in step order, plus ``checkpoint-latest.pt`` where
+    it is newer than the last one; [] for a folder without checkpoints."""
+    run_dir = Path(run_dir)
+    paths = sorted(run_dir.glob("checkpoint-[0-9]*.pt"))
+    latest = run_dir / LATEST
+    if latest.is_file() and (not paths or load(latest)["step"] > int(paths[-1].stem.split("-")[1])):
+        paths.append(latest)
+    return paths

@@ -4,7 +4,7 @@
 # so the script can be re-run after a stop; a finished step costs only its start-up.
 #
 #   scripts/reference_runs.sh                 # everything, in this order
-#   scripts/reference_runs.sh judges mad      # some parts: judges content_ae g2g mad leaderboards
+#   scripts/reference_runs.sh judges mad      # some parts: judges content_ae mask_ct id_mapper g2g mad leaderboards
 #
 # Budgets and wall times: docs/reference.md. Threads: OMP_NUM_THREADS (default 2, the CI machine's cores).
 set -euo pipefail
@@ -13,7 +13,7 @@ PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 REF=runs/reference
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(judges content_ae mad g2g leaderboards)
+[ ${#parts[@]} -eq 0 ] && parts=(judges content_ae mask_ct id_mapper mad g2g leaderboards)
 
 train() { $PY train.py --config "configs/$1.yaml" --resume auto "${@:2}"; }
 curve() { $PY scripts/time_to_quality.py --run "$REF/$1"; }
@@ -30,6 +30,18 @@ for part in "${parts[@]}"; do
     content_ae)
       train reference/synth_glasses
       curve synth_glasses ;;
+    mask_ct)
+      train reference/mask_synth_glasses
+      curve mask_synth_glasses ;;
+    id_mapper)  # method 3's pipeline: its generator (and how well it can draw the true swaps), W set, mapper
+      train reference/stylegan2_synth
+      $PY scripts/generator_ceiling.py --run $REF/stylegan2_synth
+      if [ ! -f cache/w_synth_reference/meta.json ]; then
+        $PY scripts/generate_w_dataset.py --generator $REF/stylegan2_synth/checkpoint-latest.pt \
+            --out cache/w_synth_reference --count 6000 --truncation 0.7 --force
+      fi
+      train reference/id_synth
+      curve id_synth ;;
     g2g)
       train reference/g2g_synth
       curve g2g_synth ;;
@@ -39,10 +51,10 @@ for part in "${parts[@]}"; do
       chain reference/mad_synth_joint mad_synth_disentangle
       curve mad_synth_joint ;;
     leaderboards)
-      $PY eval.py --leaderboard content_transfer --runs $REF/synth_glasses --out $REF/leaderboards
-      $PY eval.py --leaderboard identity_swap --runs $REF/g2g_synth $REF/mad_synth_joint --out $REF/leaderboards \
+      $PY eval.py --leaderboard content_transfer --runs $REF/synth_glasses $REF/mask_synth_glasses --out $REF/leaderboards
+      $PY eval.py --leaderboard identity_swap --runs $REF/id_synth $REF/g2g_synth $REF/mad_synth_joint --out $REF/leaderboards \
           --identity-judge runs/face_judge_synth/checkpoint-latest.pt \
           --analysis-judge runs/face_judge_synth/checkpoint-latest.pt ;;
-    *) echo "error: unknown part '$part' (judges content_ae g2g mad leaderboards)" >&2; exit 2 ;;
+    *) echo "error: unknown part '$part' (judges content_ae mask_ct id_mapper g2g mad leaderboards)" >&2; exit 2 ;;
   esac
 done

@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.checkpoint import snapshots  # noqa: E402
 from metrics.tables import _json_safe  # noqa: E402
 from metrics.thresholds import DEFAULT_THRESHOLDS, ThresholdError, first_met, parse_thresholds  # noqa: E402
 
@@ -95,17 +96,6 @@ def _clock(stats: Path) -> dict[int, float]:
     return {r["step"]: r["time"] for r in map(json.loads, stats.read_text().splitlines())}
 
 
-def _snapshots(run_dir: Path) -> list[Path]:
-    """Numbered snapshots in step order, plus ``checkpoint-latest.pt`` where it is newer than the last one."""
-    from core import checkpoint as ckpt
-
-    paths = sorted(run_dir.glob("checkpoint-[0-9]*.pt"))
-    latest = run_dir / ckpt.LATEST
-    if latest.is_file() and (not paths or ckpt.load(latest)["step"] > int(paths[-1].stem.split("-")[1])):
-        paths.append(latest)
-    return paths
-
-
 def curve_chart(name: str, snaps: list[dict], path: Path, panel=(300, 200)) -> None:
     """One panel per goal: the value at each snapshot against wall minutes, the bar as a grey line, met points
     filled."""
@@ -159,7 +149,7 @@ def run_curve(args) -> int:
     from models import load_method
 
     run_dir = Path(args.run)
-    paths = _snapshots(run_dir) if run_dir.is_dir() else []
+    paths = snapshots(run_dir) if run_dir.is_dir() else []
     if not paths:
         print(f"error: no checkpoints in {run_dir}", file=sys.stderr)
         return 2
@@ -233,7 +223,7 @@ def main(argv=None) -> int:
     if rc:
         return rc
     clock = _clock(run_dir / "stats.jsonl")
-    paths = _snapshots(run_dir)
+    paths = snapshots(run_dir)
     snaps = []
     for path in paths:
         t0 = time.time()

@@ -44,3 +44,13 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         ckpt.save_atomic({"format": ckpt.FORMAT, "v": 2}, path)
     assert ckpt.load(path)["v"] == 1
+
+
+def test_snapshots_in_step_order_with_a_newer_latest(tmp_path):
+    assert ckpt.snapshots(tmp_path) == []
+    for step in (1000, 200):  # written out of order: listed by step
+        ckpt.save_atomic({"format": ckpt.FORMAT, "step": step}, tmp_path / f"checkpoint-{step:07d}.pt")
+    ckpt.save_atomic({"format": ckpt.FORMAT, "step": 1000}, tmp_path / ckpt.LATEST)  # the same step as the last snapshot: not listed
+    assert [p.name for p in ckpt.snapshots(tmp_path)] == ["checkpoint-0000200.pt", "checkpoint-0001000.pt"]
+    ckpt.save_atomic({"format": ckpt.FORMAT, "step": 1100}, tmp_path / ckpt.LATEST)
+    assert ckpt.snapshots(tmp_path)[-1].name == ckpt.LATEST and len(ckpt.snapshots(tmp_path)) == 3
