@@ -6,7 +6,8 @@
 - IoU of a's self-masks against ground truth at the threshold that maximises mean per-image IoU (reported; it is
   chosen on the test set, so IoU at 0.5 is shown too). Ground truth: the renderer's attribute masks on synthetic
   data, else the binary masks in ``eval.mask_dir`` matched by file stem. Synthetic data also scores the transfer
-  masks (a_i's content onto b_i) and a prior baseline (the mean training mask).
+  masks (a_i's content onto b_i) against the true region on b_i and against a_i's own region (a mask that follows
+  the source's geometry scores higher there), and a prior baseline (the mean training mask).
 Ground-truth masks count as "on" where the rendered opacity is > 0.5 (as ``masked_l1`` does).
 """
 from __future__ import annotations
@@ -89,6 +90,9 @@ def evaluate(method, cfg, out_dir: Path) -> list[dict]:
         gt_t = content_transfer_truth(test["a"], test["b"], n, cfg.data.attribute)
         seg.append(segmentation_row("segmentation transfer (a_i onto b_i)", cfg.method, trans,
                                     gt_t["mask_transfer"].to(dev)))
+        # diagnostic: a transfer mask that matches the source's own region (a_i's geometry) better than the true
+        # region on b_i paints the content where it was in the source, not where b_i's face needs it
+        seg.append(segmentation_row("segmentation transfer vs the source's region (a_i)", cfg.method, trans, gt))
         truth = dict(enumerate(gt[:k] > 0.5))
     if seg:
         t = seg[0]["threshold"]

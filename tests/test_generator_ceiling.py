@@ -17,9 +17,9 @@ def _script():
     return mod
 
 
-def _tiny(seed=0):
-    torch.manual_seed(seed)
-    return Generator(32, style_dim=16, n_mlp=2, width=1 / 16).eval().requires_grad_(False)
+def _tiny(size=16):
+    torch.manual_seed(0)
+    return Generator(size, style_dim=16, n_mlp=2, width=1 / 32).eval().requires_grad_(False)
 
 
 def test_projection_finds_the_w_of_a_generated_image():
@@ -35,14 +35,14 @@ def test_projection_finds_the_w_of_a_generated_image():
     assert w.shape == (4, 16) and err < 0.01 * start_err
     # an image the generator cannot draw stays far: the ceiling measures the generator, not the optimiser
     with torch.no_grad():
-        noise = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        noise = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     w2 = _script().project(g, w_avg, noise, steps=300, starts=4)
     with torch.no_grad():
         assert ((g.synthesis(w2) - noise) ** 2).mean() > 10 * err
 
 
 def test_script_scores_a_generator_file(tmp_path, capsys):
-    g = _tiny()
+    g = _tiny(32)  # the synthetic world renders from 32 px
     path = save_public_format(tmp_path / "g.pt", g_ema=g, w_avg=g.mean_w(64))
     mod = _script()
     assert mod.main(["--generator", str(path), "--pairs", "6", "--steps", "3", "--starts", "2",
@@ -51,3 +51,20 @@ def test_script_scores_a_generator_file(tmp_path, capsys):
     assert [r["generator"] for r in rows] == ["ground truth (true swap)", "baseline: copy attribute source", str(path)]
     assert 0 < rows[2]["gt_psnr"] < 60 and "id_sim" not in rows[2]  # no judge: no judge columns
     assert "| " + str(path) in (tmp_path / "out" / "generator_ceiling.md").read_text()
+
+
+def test_spread_of_judge_readings():
+    mod = _script()
+
+    def analysis(t):  # a stand-in judge: pose = mean brightness, expression = the first pixel, per image
+        return {"pose": t.mean((1, 2, 3))[:, None], "expression": t[:, :2, 0, 0]}
+
+    x = torch.rand(64, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    s = mod.spread(x, analysis)
+    assert abs(s["pose"] - x.mean((1, 2, 3)).std().item()) < 1e-6
+    assert abs(s["expression"] - x[:, :2, 0, 0].std(0).mean().item()) < 1e-6
+    assert max(mod.spread(x[:1].expand(8, -1, -1, -1), analysis).values()) < 1e-6  # no variation
+    g = _tiny()
+    path = save_public_format(Path(__import__("tempfile").mkdtemp()) / "g.pt", g_ema=g, w_avg=g.mean_w(64))
+    ratio = mod.sample_spread(str(path), analysis, {"pose": 2 * s["pose"], "expression": s["expression"]}, 16)
+    assert set(ratio) == {"pose", "expression"} and all(v > 0 for v in ratio.values())

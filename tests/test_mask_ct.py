@@ -136,6 +136,8 @@ def test_train_then_eval_writes_grids_and_iou(tmp_path):
     assert 0 <= own["iou"] <= 1 and 0.05 <= own["threshold"] <= 0.95 and own["images"] == 8
     assert ("segmentation a (self-mask)", "baseline: mean training mask") in seg
     assert ("segmentation transfer (a_i onto b_i)", "mask_ct") in seg
+    to_source = seg[("segmentation transfer vs the source's region (a_i)", "mask_ct")]
+    assert to_source["gt_area"] == own["gt_area"]  # scored against a_i's own region
     assert ("segmentation b (no content)", "mask_ct") in seg
     assert any(r["task"] == "transfer" and r["method"] == "mask_ct" for r in rows)
 

@@ -190,6 +190,19 @@ def test_landmarks_follow_pose():
         assert lm[left, 0] < lm[right, 0]
 
 
+def test_landmark_shift_per_factor_group():
+    """landmark_shift: zero for a group that never moves landmarks (style), pixels scale with the size, and
+    expression moves the landmarks less than identity (the finding of docs/reference.md, method 3)."""
+    from core.config import load_config
+    from data.synthetic.counterfactual import landmark_shift
+
+    d = load_config("configs/stylegan2_synth.yaml").data
+    assert landmark_shift(d, "style", n=12, size=32) == 0.0
+    expr32, expr64 = landmark_shift(d, "expression", n=12, size=32), landmark_shift(d, "expression", n=12, size=64)
+    assert 0 < expr32 < landmark_shift(d, "identity", n=12, size=32)
+    assert abs(expr64 / expr32 - 2) < 0.05
+
+
 # ----------------------------------------------------------------------------- dataset
 
 def test_dataset_items_and_flip():

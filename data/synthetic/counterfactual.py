@@ -97,3 +97,14 @@ def factor_test(d, n: int, size: int | None = None):
 def generator_reference(d, split: str, n: int) -> torch.Tensor:
     """``n`` held-out renders of ``split`` at ``d.size``: the real reference set of image generation."""
     return stack(faces(d, split, n))
+
+
+def landmark_shift(d, group: str, n: int = 200, size: int | None = None) -> float:
+    """How far a factor group moves the landmarks: the mean distance (px at ``size``) of the 12 landmarks between
+    each of ``n`` held-out faces and the same face with ``group`` taken from the next face. A loss on landmarks
+    sees a group only as far as this shift exceeds its own error."""
+    ds = faces(d, "test", n + 1, size)
+    shifts = [np.linalg.norm(render(ds.factors(k), ds.size)["landmarks"]
+                             - render(swap(ds.factors(k), ds.factors(k + 1), group), ds.size)["landmarks"], axis=1).mean()
+              for k in range(n)]
+    return float(np.mean(shifts))
