@@ -125,7 +125,8 @@ def build_identity_groups(cfg, split: str):
     """Training: :class:`IdentityGroups`; test: flat :class:`FactorFaces` (for grids and eval)."""
     d = cfg.data
     length = d.train_length if split == "train" else d.test_length
-    faces = SyntheticFaces(d.size, length, d.seed, split, d.n_identities, cache_dir=d.cache_dir)
+    faces = SyntheticFaces(d.size, length, d.seed, split, d.n_identities, cache_dir=d.cache_dir,
+                           pose_range=d.pose_range)
     items = FactorFaces(faces)
     if split != "train":
         return items

@@ -92,7 +92,7 @@ def _ct_values(pred: dict, truth: dict) -> dict:
 
 
 def content_transfer_board(runs: list, n: int, size: int | None = None):
-    _check("content_transfer", runs, ("seed", "attribute", "n_identities"))
+    _check("content_transfer", runs, ("seed", "attribute", "n_identities", "pose_range"))
     from data import synthetic_domains
 
     size = size or min(cfg.data.size for _, _, cfg in runs)
@@ -141,7 +141,7 @@ ID_COLUMNS = [
 
 def identity_swap_board(runs: list, n: int, size: int | None = None, identity_judge=None, analysis_judge=None,
                         identity_judge_kind: str | None = None):
-    _check("identity_swap", runs, ("seed",))
+    _check("identity_swap", runs, ("seed", "pose_range"))
     from evaluation.identity_judge import build_identity_judge
     from models.nets.face_small import build_landmark_net
 

@@ -60,7 +60,7 @@ def real_attribute_images(d):
         from data.synthetic import SyntheticFaces
 
         return SyntheticFaces(size=d.size, length=d.train_length, seed=d.seed, split="id-real-attributes",
-                              n_identities=d.n_identities, cache_dir=d.cache_dir)
+                              n_identities=d.n_identities, cache_dir=d.cache_dir, pose_range=d.pose_range)
     from pathlib import Path
 
     from data.folders import IMAGE_EXTENSIONS, DatasetLayoutError, ImageDomain

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -29,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
+
+from core.cli import clear_errors  # noqa: E402
 
 JUDGE = "runs/face_judge_synth/checkpoint-latest.pt"
 COLUMNS = ("gt_psnr", "id_sim", "pose_err", "expr_err", "lnd_err_px")
@@ -69,9 +72,9 @@ def project(g, w_avg, target: torch.Tensor, steps: int, starts: int, seed: int =
         w = cands[err.argmin(1)].clone()
     w.requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)
-    for k in range(steps):
+    for step in range(steps):
         for group in opt.param_groups:  # cosine decay: a settled w at the end
-            group["lr"] = lr * 0.5 * (1 + torch.cos(torch.tensor(k / steps * torch.pi)).item())
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         img = g.synthesis(w)
         loss = ((img - target) ** 2).flatten(1).mean(1).sum()
         if factor_net is not None and factor_weight > 0:
@@ -125,6 +128,7 @@ def sample_spread(generator: str, analysis, renders: dict, n: int, bs: int = 128
     return {k: v / renders[k] for k, v in spread(imgs, analysis).items()}
 
 
+@clear_errors
 def main(argv=None) -> int:
     from core.checkpoint import snapshots
     from core.config import load_config

@@ -51,6 +51,10 @@ def test_script_scores_a_generator_file(tmp_path, capsys):
     assert [r["generator"] for r in rows] == ["ground truth (true swap)", "baseline: copy attribute source", str(path)]
     assert 0 < rows[2]["gt_psnr"] < 60 and "id_sim" not in rows[2]  # no judge: no judge columns
     assert "| " + str(path) in (tmp_path / "out" / "generator_ceiling.md").read_text()
+    capsys.readouterr()
+    assert mod.main(["--generator", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o2")]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "missing.pt" in err
 
 
 def test_spread_of_judge_readings():

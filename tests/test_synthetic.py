@@ -190,6 +190,23 @@ def test_landmarks_follow_pose():
         assert lm[left, 0] < lm[right, 0]
 
 
+def test_pose_range_scales_pose_only():
+    from data.synthetic.factors import POSE_CENTRE
+
+    for i in range(5):
+        f = sample_factors(3, i)
+        assert sample_factors(3, i, pose_range=1.0) == f  # the world's own range: the same faces
+        flat, half = sample_factors(3, i, pose_range=0.0), sample_factors(3, i, pose_range=0.5)
+        assert flat["pose"] == pytest.approx(POSE_CENTRE)  # every face at one position, roll and scale
+        assert half["pose"] == pytest.approx({k: (v + POSE_CENTRE[k]) / 2 for k, v in f["pose"].items()})
+        assert {k: v for k, v in flat.items() if k != "pose"} == {k: v for k, v in f.items() if k != "pose"}
+    with pytest.raises(ValueError, match="pose_range"):
+        sample_factors(3, 0, pose_range=1.5)
+    one, flat = SyntheticFaces(size=32, length=2, seed=3), SyntheticFaces(size=32, length=2, seed=3, pose_range=0.0)
+    assert one.cache_key != flat.cache_key and flat.factors(1)["pose"] == pytest.approx(POSE_CENTRE)
+    assert one.cache_key == SyntheticFaces(size=32, length=2, seed=3, pose_range=1).cache_key
+
+
 def test_landmark_shift_per_factor_group():
     """landmark_shift: zero for a group that never moves landmarks (style), pixels scale with the size, and
     expression moves the landmarks less than identity (the finding of docs/reference.md, method 3)."""

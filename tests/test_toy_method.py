@@ -101,7 +101,7 @@ def toy(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_a_toy_method_trains_resumes_evaluates_and_joins_the_leaderboard(toy):
+def test_a_toy_method_trains_resumes_evaluates_and_joins_the_leaderboard(toy, capsys):
     common = ["--config", str(toy / "toy.yaml"), f"run.dir={toy / 'runs'}", f"data.cache_dir={toy / 'cache'}"]
     assert train.main([*common, "run.name=toy", "train.steps=2"]) == 0
     assert train.main([*common, "run.name=toy", "--resume", "auto"]) == 0
@@ -132,3 +132,8 @@ def test_a_toy_method_trains_resumes_evaluates_and_joins_the_leaderboard(toy):
     assert toy_row["values"] == straight_row["values"]  # same weights, same pairs: the same numbers
     assert all(r["ranks"] for r in board["rows"])
     assert (out / "leaderboard-content_transfer-grid.png").is_file() and (out / "leaderboard-content_transfer.png").is_file()
+    # a run of another synthetic world (here: faces without pose variation) cannot share the test pairs
+    assert train.main([*common, "run.name=flat", "train.steps=1", "data.pose_range=0"]) == 0
+    assert eval_cli.main(["--leaderboard", "content_transfer", "--runs", str(toy / "runs" / "toy"),
+                          str(toy / "runs" / "flat"), "--pairs", "8", "--out", str(out)]) != 0
+    assert "differ in data.pose_range" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def _image(r: dict) -> torch.Tensor:
 def faces(d, split: str, n: int, size: int | None = None) -> SyntheticFaces:
     """``n`` synthetic faces of ``split`` in the world of data config ``d`` (seed, identities, cache)."""
     return SyntheticFaces(size=size or d.size, length=n, seed=d.seed, split=split, n_identities=d.n_identities,
-                          cache_dir=d.cache_dir)
+                          cache_dir=d.cache_dir, pose_range=d.pose_range)
 
 
 def stack(ds, n: int | None = None, key: str = "image", start: int = 0) -> torch.Tensor:

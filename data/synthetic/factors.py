@@ -142,14 +142,21 @@ def _attribute_probs(attributes) -> dict:
     return probs
 
 
+POSE_CENTRE = {"tx": 0.0, "ty": -0.13, "roll": 0.0, "scale": 1.425}  # the middle of each pose range
+
+
 def sample_factors(seed: int, index: int, n_identities: int = 1000, attributes: dict | None = None,
-                   split: str = "train") -> dict:
+                   split: str = "train", pose_range: float = 1.0) -> dict:
     """Factors of image ``index`` of the stream ``(seed, split)``; a pure function of its arguments.
 
     Identity parameters depend only on ``(seed, identity_id)``. ``attributes`` maps a content
     attribute to True (force present), False (force absent) or a presence probability; the
     attribute's parameters are sampled either way, so forcing never changes the other factors.
+    ``pose_range`` scales each pose factor's spread about the middle of its range (1: the world's; 0: every face
+    at one position, roll and scale, as aligned photos); the random draws are the same at any value.
     """
+    if not 0.0 <= pose_range <= 1.0:
+        raise ValueError(f"pose_range must be in [0, 1], got {pose_range}")
     probs = _attribute_probs(attributes)
     if n_identities < 1:
         raise ValueError("n_identities must be >= 1")
@@ -164,6 +171,8 @@ def sample_factors(seed: int, index: int, n_identities: int = 1000, attributes: 
         "roll": d.uniform(-0.25, 0.25),
         "scale": d.uniform(1.3, 1.55),  # faces fill the frame like aligned CelebA crops
     }
+    if pose_range != 1.0:
+        pose = {k: POSE_CENTRE[k] + pose_range * (v - POSE_CENTRE[k]) for k, v in pose.items()}
     expression = {
         "smile": d.uniform(-0.5, 1.0),
         "mouth_open": max(0.0, d.uniform(-0.4, 1.0)),
