@@ -86,17 +86,15 @@ def project(g, w_avg, target: torch.Tensor, steps: int, starts: int, seed: int =
     return w.detach()
 
 
-def ceiling(generator: str, pairs: dict, ident, analysis, steps: int, starts: int, bs: int = 64,
+def ceiling(g, w_avg, name: str, pairs: dict, ident, analysis, steps: int, starts: int, bs: int = 64,
             factor_net=None, factor_weight: float = 0.0) -> dict:
-    """Leaderboard scores of the generator's projections of ``pairs["gt"]`` (+ the time it took)."""
+    """Leaderboard scores of generator ``g``'s projections of ``pairs["gt"]`` (+ the time it took)."""
     from evaluation import identity_swap as idswap
-    from models.nets.stylegan2 import load_generator
 
     t = time.perf_counter()
-    g, w_avg = load_generator(generator)
     size = pairs["gt"].shape[-1]
     if g.size != size:
-        raise ValueError(f"{generator}: a {g.size} px generator; the pairs are {size} px")
+        raise ValueError(f"{name}: a {g.size} px generator; the pairs are {size} px")
     outs = []
     for i in range(0, pairs["gt"].shape[0], bs):
         factors = {k: pairs[k][i:i + bs] for k in ("pose", "expression")}
@@ -105,7 +103,7 @@ def ceiling(generator: str, pairs: dict, ident, analysis, steps: int, starts: in
         with torch.no_grad():
             outs.append(g.synthesis(w).clamp(-1, 1))
     s = idswap.score(torch.cat(outs), pairs, ident, analysis)
-    return {"generator": str(generator), **{k: s[k] for k in COLUMNS if k in s},
+    return {"generator": name, **{k: s[k] for k in COLUMNS if k in s},
             "seconds": time.perf_counter() - t}
 
 
@@ -116,11 +114,8 @@ def spread(images: torch.Tensor, analysis) -> dict:
     return {k: batched(lambda t: analysis(t)[k], images).float().std(0).mean().item() for k in ("pose", "expression")}
 
 
-def sample_spread(generator: str, analysis, renders: dict, n: int, bs: int = 128) -> dict:
-    """``spread`` of n truncated samples as a fraction of the renders' (``renders``: spread of real renders)."""
-    from models.nets.stylegan2 import load_generator
-
-    g, w_avg = load_generator(generator)
+def sample_spread(g, w_avg, analysis, renders: dict, n: int, bs: int = 128) -> dict:
+    """``spread`` of n truncated samples of ``g`` as a fraction of the renders' (``renders``: their spread)."""
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         imgs = torch.cat([g.synthesis(g.truncate(g.mapping(torch.randn(min(bs, n - i), g.style_dim, generator=gen)),
@@ -147,7 +142,8 @@ def main(argv=None) -> int:
     if not paths:
         print(f"error: no checkpoints in {args.run}", file=sys.stderr)
         return 2
-    size = load_generator(paths[-1])[0].size
+    loaded = {paths[-1]: load_generator(paths[-1])}  # its size sets the pairs' (each snapshot is loaded once)
+    size = loaded[paths[-1]][0].size
     cfg = load_config(args.config, [])
     pairs = identity_swap_pairs(_world(cfg, size, args.pairs), args.pairs, size, size)
     ident = build_identity_judge("small", args.identity_judge, "cpu") if args.identity_judge else None
@@ -158,10 +154,11 @@ def main(argv=None) -> int:
     renders = spread(stack(faces(_world(cfg, size, args.samples), "test", args.samples, size)), analysis) \
         if analysis is not None and args.samples > 1 else None
     for p in paths:
-        r = ceiling(str(p), pairs, ident, analysis, args.steps, args.starts, factor_net=factor_net,
+        g, w_avg = loaded.pop(p) if p in loaded else load_generator(p)
+        r = ceiling(g, w_avg, str(p), pairs, ident, analysis, args.steps, args.starts, factor_net=factor_net,
                     factor_weight=args.factor_weight if factor_net is not None else 0.0)
         if renders:
-            r.update({f"{k}_spread": v for k, v in sample_spread(str(p), analysis, renders, args.samples).items()})
+            r.update({f"{k}_spread": v for k, v in sample_spread(g, w_avg, analysis, renders, args.samples).items()})
         print(f"{p}: " + ", ".join(f"{k} {r[k]:.4g}" for k in (*COLUMNS, *SPREAD) if k in r) + f" ({r['seconds']:.0f} s)")
         rows.append(r)
     out = Path(args.out) if args.out else (Path(args.run) if args.run else Path(args.generator).parent)

@@ -69,6 +69,5 @@ def test_spread_of_judge_readings():
     assert abs(s["expression"] - x[:, :2, 0, 0].std(0).mean().item()) < 1e-6
     assert max(mod.spread(x[:1].expand(8, -1, -1, -1), analysis).values()) < 1e-6  # no variation
     g = _tiny()
-    path = save_public_format(Path(__import__("tempfile").mkdtemp()) / "g.pt", g_ema=g, w_avg=g.mean_w(64))
-    ratio = mod.sample_spread(str(path), analysis, {"pose": 2 * s["pose"], "expression": s["expression"]}, 16)
+    ratio = mod.sample_spread(g, g.mean_w(64), analysis, {"pose": 2 * s["pose"], "expression": s["expression"]}, 16)
     assert set(ratio) == {"pose", "expression"} and all(v > 0 for v in ratio.values())
