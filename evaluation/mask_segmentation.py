@@ -7,7 +7,9 @@
   chosen on the test set, so IoU at 0.5 is shown too). Ground truth: the renderer's attribute masks on synthetic
   data, else the binary masks in ``eval.mask_dir`` matched by file stem. Synthetic data also scores the transfer
   masks (a_i's content onto b_i) against the true region on b_i and against a_i's own region (a mask that follows
-  the source's geometry scores higher there), and a prior baseline (the mean training mask).
+  the source's geometry scores higher there), a mask copying a_i's region against the true one (how far the two
+  regions overlap), the transfer's L1 in the true region split by its mask, and a prior baseline (the mean
+  training mask).
 Ground-truth masks count as "on" where the rendered opacity is > 0.5 (as ``masked_l1`` does).
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from core.figures import image_grid, overlay_mask, save_png
 from data.synthetic.counterfactual import content_transfer_truth, stack
 from evaluation.content_transfer import test_pairs
 from metrics.batch import batched
+from metrics.image import mask_count, masked_l1
 from metrics.mask_folder import read_mask_folder
 from metrics.segmentation import best_threshold_iou
 
@@ -35,6 +38,21 @@ def segmentation_row(task: str, method: str, soft: torch.Tensor, gt: torch.Tenso
             "iou_at_0.5": dict(r["per_threshold"])[0.5],
             "mask_area": (soft > r["threshold"]).float().mean().item(), "gt_area": gt.float().mean().item(),
             "images": soft.shape[0]}
+
+
+def split_by_mask(method: str, pred, truth, region, soft, at: float = 0.5) -> dict:
+    """The transfer's L1 inside the true region, split by where its own mask (``soft`` > ``at``) covers the region
+    and where not (mean over the images that have such pixels), and the covered share of the region's pixels."""
+    region = region > 0.5
+    covered, uncovered = region & (soft > at), region & ~(soft > at)
+
+    def mean_l1(m):
+        keep = mask_count(m) > 0
+        return masked_l1(pred[keep], truth[keep], m[keep]).mean().item() if keep.any() else float("nan")
+
+    return {"task": f"transfer L1 in the true region, split by the transfer mask (> {at:g})", "method": method,
+            "l1_covered": mean_l1(covered), "l1_uncovered": mean_l1(uncovered),
+            "covered_share": covered.sum().item() / max(region.sum().item(), 1), "images": pred.shape[0]}
 
 
 def _test_a_paths(cfg, test) -> list:
@@ -93,6 +111,12 @@ def evaluate(method, cfg, out_dir: Path) -> list[dict]:
         # diagnostic: a transfer mask that matches the source's own region (a_i's geometry) better than the true
         # region on b_i paints the content where it was in the source, not where b_i's face needs it
         seg.append(segmentation_row("segmentation transfer vs the source's region (a_i)", cfg.method, trans, gt))
+        # how far the two true regions overlap: the transfer score of a mask that copies the source's region
+        seg.append(segmentation_row("segmentation transfer (a_i onto b_i)", "baseline: the source's region (a_i)",
+                                    (gt > 0.5).float(), gt_t["mask_transfer"].to(dev)))
+        with method.inference():
+            out = batched(lambda t, s: method.transfer(t, s).float(), b, a, bs=bs)
+        seg.append(split_by_mask(cfg.method, out, gt_t["transfer"].to(dev), gt_t["mask_transfer"].to(dev), trans))
         truth = dict(enumerate(gt[:k] > 0.5))
     if seg:
         t = seg[0]["threshold"]

@@ -5,6 +5,9 @@
 #
 #   scripts/reference_runs.sh                 # everything, in this order
 #   scripts/reference_runs.sh judges mad      # some parts: judges content_ae mask_ct id_mapper g2g mad leaderboards
+#   scripts/reference_runs.sh long_content_ae   # a finished reference run continued to 4x its steps in runs/extended
+#                                             # (long_content_ae long_mask_ct long_id_mapper long_g2g long_mad; not in
+#                                             # the default list: hours each, docs/reference.md)
 #
 # Budgets and wall times: docs/reference.md. Threads: OMP_NUM_THREADS (default 2, the CI machine's cores).
 set -euo pipefail
@@ -20,6 +23,16 @@ curve() { $PY scripts/time_to_quality.py --run "$REF/$1"; }
 chain() {  # a phase started from the previous phase's weights (--init), or resumed once it has a checkpoint
   if [ -f "$REF/$(basename "$1")/checkpoint-latest.pt" ]; then train "$1"; else
     $PY train.py --config "configs/$1.yaml" --init "$REF/$2/checkpoint-latest.pt"; fi
+}
+
+extend() {  # continue the finished reference run $1 in runs/extended/ to $2 steps (its rates are constant, so this
+  local run=$1 steps=$2   # is the same run, longer; the reference run itself is left as it is), then its curve
+  if [ ! -d "runs/extended/$run" ]; then
+    [ -f "$REF/$run/checkpoint-latest.pt" ] || { echo "error: $REF/$run has no checkpoint: run its part first" >&2; exit 2; }
+    mkdir -p runs/extended && cp -r "$REF/$run" "runs/extended/$run"
+  fi
+  $PY train.py --config "configs/reference/$run.yaml" --resume auto run.dir=runs/extended train.steps="$steps"
+  $PY scripts/time_to_quality.py --run "runs/extended/$run"
 }
 
 for part in "${parts[@]}"; do
@@ -50,11 +63,17 @@ for part in "${parts[@]}"; do
       chain reference/mad_synth_disentangle mad_synth_ae
       chain reference/mad_synth_joint mad_synth_disentangle
       curve mad_synth_joint ;;
+    long_content_ae) extend synth_glasses 48000 ;;
+    long_mask_ct) extend mask_synth_glasses 32000 ;;
+    long_id_mapper) extend id_synth 128000 ;;
+    long_g2g) extend g2g_synth 28000 ;;
+    long_mad) extend mad_synth_joint 24000 ;;  # its joint phase at 4x its steps
     leaderboards)
       $PY eval.py --leaderboard content_transfer --runs $REF/synth_glasses $REF/mask_synth_glasses --out $REF/leaderboards
       $PY eval.py --leaderboard identity_swap --runs $REF/id_synth $REF/g2g_synth $REF/mad_synth_joint --out $REF/leaderboards \
           --identity-judge runs/face_judge_synth/checkpoint-latest.pt \
           --analysis-judge runs/face_judge_synth/checkpoint-latest.pt ;;
-    *) echo "error: unknown part '$part' (judges content_ae mask_ct id_mapper g2g mad leaderboards)" >&2; exit 2 ;;
+    *) echo "error: unknown part '$part' (judges content_ae mask_ct id_mapper g2g mad leaderboards," \
+            "long_content_ae long_mask_ct long_id_mapper long_g2g long_mad)" >&2; exit 2 ;;
   esac
 done

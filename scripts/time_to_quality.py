@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from core.checkpoint import snapshots  # noqa: E402
+from core.checkpoint import LATEST, snapshots  # noqa: E402
 from metrics.tables import _json_safe  # noqa: E402
 from metrics.thresholds import DEFAULT_THRESHOLDS, ThresholdError, first_met, parse_thresholds  # noqa: E402
 
@@ -141,6 +141,16 @@ def curve_chart(name: str, snaps: list[dict], path: Path, panel=(300, 200)) -> N
     img.save(path)
 
 
+def _scored(path: Path, settings: dict) -> dict[str, dict]:
+    """Numbered snapshots already scored in ``path`` (a run's ``reference_curve.json``) with ``settings``: name ->
+    entry. A numbered snapshot never changes, so a continued run (``scripts/reference_runs.sh long_*``) scores only
+    its new ones; ``checkpoint-latest.pt`` is always scored again."""
+    if not path.is_file():
+        return {}
+    return {e["checkpoint"]: e for e in json.loads(path.read_text())
+            if e.get("settings") == settings and e.get("checkpoint", LATEST) != LATEST}
+
+
 def run_curve(args) -> int:
     """``--run DIR``: each snapshot scored as the leaderboard scores it, with the reference goals."""
     from evaluation import goals as goal_check
@@ -156,8 +166,14 @@ def run_curve(args) -> int:
     stats = run_dir / "stats.jsonl"
     clock = _clock(stats) if stats.is_file() else {}
     judges = {k: v for k, v in (("identity_judge", args.identity_judge), ("analysis_judge", args.analysis_judge)) if v}
-    snaps = []
+    settings = {"pairs": args.pairs, "size": args.size, **judges, "overrides": list(args.overrides)}
+    scored = _scored(run_dir / "reference_curve.json", settings)
+    snaps, cfg = [], None
     for path in paths:
+        if path.name in scored and scored[path.name]["step"] in clock:  # a numbered snapshot scored before
+            snaps.append({**scored[path.name], "time": clock[scored[path.name]["step"]]})
+            print(f"step {snaps[-1]['step']}: scored before ({path.name}, same settings)", file=sys.stderr)
+            continue
         method, cfg, state = load_method(path, args.overrides)
         step = state["step"]
         if step not in clock:
@@ -174,12 +190,15 @@ def run_curve(args) -> int:
                 return 2
             values[task] = {r["row"]: r["values"] for r in board["rows"]}
             met += board["goals"]
-        snaps.append({"step": step, "time": clock[step], "eval_s": time.time() - t0, "values": values, "goals": met})
+        snaps.append({"step": step, "time": clock[step], "eval_s": time.time() - t0, "values": values, "goals": met,
+                      "checkpoint": path.name, "settings": settings})
         print(f"scored step {step}: {sum(1 for g in met if g['met'])} of {len(met)} goals met", file=sys.stderr)
     table = [{"step": s["step"], "train min": s["time"] / 60,
               **{g["goal"]: f"{g['value']:.4g}{' met' if g['met'] else ''}" if g["value"] is not None else "—"
                  for g in s["goals"]}} for s in snaps]
     last = snaps[-1]
+    if cfg is None:  # every snapshot was scored before
+        _, cfg, _ = load_method(paths[-1], args.overrides)
     md = (f"## Reference curve: {run_dir.name} ({cfg.method}), {args.pairs} leaderboard pairs\n\n"
           + markdown_table(table, floatfmt=".1f") + "\n\nLast snapshot:\n\n" + goal_check.render_markdown(last["goals"])
           + "\n")

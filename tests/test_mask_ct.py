@@ -138,6 +138,20 @@ def test_train_then_eval_writes_grids_and_iou(tmp_path):
     assert ("segmentation transfer (a_i onto b_i)", "mask_ct") in seg
     to_source = seg[("segmentation transfer vs the source's region (a_i)", "mask_ct")]
     assert to_source["gt_area"] == own["gt_area"]  # scored against a_i's own region
+    # the overlap of the two true regions, from the renderer's masks directly
+    from data.synthetic import CONTENT_ATTRIBUTES
+    from data.synthetic.counterfactual import content_transfer_truth, stack
+    from models import load_method
+
+    method, cfg, _ = load_method(run / ckpt.LATEST)
+    test = method.datasets(cfg, "test")
+    src = stack(test["a"], 8, key="mask")[:, CONTENT_ATTRIBUTES.index("glasses")] > 0.5
+    true = content_transfer_truth(test["a"], test["b"], 8, "glasses")["mask_transfer"][:, 0] > 0.5
+    inter, union = (src & true).flatten(1).sum(1).float(), (src | true).flatten(1).sum(1).float()
+    overlap = seg[("segmentation transfer (a_i onto b_i)", "baseline: the source's region (a_i)")]
+    assert overlap["iou"] == pytest.approx((inter / union.clamp(min=1)).mean().item(), abs=1e-6)
+    split = next(r for r in rows if r["task"].startswith("transfer L1 in the true region, split"))
+    assert 0 <= split["covered_share"] <= 1 and split["images"] == 8
     assert ("segmentation b (no content)", "mask_ct") in seg
     assert any(r["task"] == "transfer" and r["method"] == "mask_ct" for r in rows)
 
@@ -211,3 +225,22 @@ def test_convert_original_checkpoint_then_remove(tmp_path):
     assert infer.main(["remove", "--checkpoint", str(dest), "--images", str(tmp_path / "faces"), "--out",
                        str(tmp_path / "removed")]) == 0
     assert (tmp_path / "removed" / "x" / "one.png").is_file() and (tmp_path / "removed" / "two.png").is_file()
+
+
+def test_split_by_mask_by_hand():
+    from evaluation.mask_segmentation import split_by_mask
+
+    truth = torch.zeros(2, 3, 4, 4)
+    pred = truth.clone()
+    region = torch.zeros(2, 1, 4, 4)
+    region[:, :, :2] = 1  # 8 pixels per image
+    soft = torch.zeros(2, 1, 4, 4)
+    soft[0, :, 0] = 0.9   # image 0: row 0 covered, row 1 not; image 1: nothing covered
+    pred[0, :, 0] = 0.2   # error 0.2 where covered
+    pred[0, :, 1] = 1.0   # error 1.0 where not
+    pred[1, :, :2] = 0.5  # error 0.5, all uncovered
+    pred[:, :, 3] = 9.0   # outside the region: ignored
+    r = split_by_mask("m", pred, truth, region, soft)
+    assert r["l1_covered"] == pytest.approx(0.2)            # image 1 has no covered pixel: left out
+    assert r["l1_uncovered"] == pytest.approx((1.0 + 0.5) / 2)
+    assert r["covered_share"] == pytest.approx(4 / 16)

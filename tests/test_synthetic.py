@@ -218,6 +218,11 @@ def test_landmark_shift_per_factor_group():
     expr32, expr64 = landmark_shift(d, "expression", n=12, size=32), landmark_shift(d, "expression", n=12, size=64)
     assert 0 < expr32 < landmark_shift(d, "identity", n=12, size=32)
     assert abs(expr64 / expr32 - 2) < 0.05
+    # per landmark: expression moves brows and mouth, never the eyes, nose or jaw (the painter's layout)
+    each = landmark_shift(d, "expression", n=12, size=32, per_landmark=True)
+    assert np.mean(list(each.values())) == pytest.approx(expr32)
+    assert all(each[k] == 0.0 for k in ("eye_l", "eye_r", "nose_tip", "chin", "jaw_l", "jaw_r"))
+    assert all(each[k] > 0 for k in ("brow_l", "brow_r", "mouth_l", "upper_lip", "lower_lip"))
 
 
 # ----------------------------------------------------------------------------- dataset

@@ -75,6 +75,17 @@ def test_script_on_a_tiny_run(tmp_path, capsys):
     assert goals["transfer_l1_in <= 0.3"]["value"] == pytest.approx(board["rows"][0]["values"]["transfer_l1_in"])
     assert (run / "reference_curve.png").stat().st_size > 0 and "Reference goals" in (run / "reference_curve.md").read_text()
 
+    # scoring again reuses the numbered snapshots scored with the same settings (a continued run scores only its
+    # new ones); checkpoint-latest.pt and other settings are scored afresh
+    marked = [dict(e, values={"marker": 1}) for e in curve]
+    (run / "reference_curve.json").write_text(json.dumps(marked))
+    assert mod.main(["--run", str(run), "--pairs", "8"]) == 0
+    again = json.loads((run / "reference_curve.json").read_text())
+    assert [e["values"] == {"marker": 1} for e in again] == [True, False]
+    assert again[-1]["values"] == curve[-1]["values"] and again[0]["goals"] == curve[0]["goals"]
+    assert mod.main(["--run", str(run), "--pairs", "6"]) == 0
+    assert all("marker" not in e["values"] for e in json.loads((run / "reference_curve.json").read_text()))
+
 
 def test_script_errors(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("time_to_quality", SCRIPT)

@@ -1,6 +1,7 @@
 """The shared loop: bit-exact resume, weights-only init, DDP on CPU (gloo), run-folder contents."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,15 @@ def tensors(state):
 def test_resume_is_bit_exact(tmp_path):
     straight = ckpt.load(run_train(tmp_path, "straight", "train.steps=6", "train.ema_kimg=0.01") / ckpt.LATEST)
     run_train(tmp_path, "split", "train.steps=3", "train.ema_kimg=0.01")
+    # a finished run copied elsewhere and continued to more steps (scripts/reference_runs.sh long_*) is the same run
+    shutil.copytree(tmp_path / "split", tmp_path / "extended" / "split")
     resumed = ckpt.load(run_train(tmp_path, "split", "train.steps=6", "train.ema_kimg=0.01", "--resume", "auto")
                         / ckpt.LATEST)
+    extended = ckpt.load(run_train(tmp_path / "extended", "split", "train.steps=6", "train.ema_kimg=0.01",
+                                   "--resume", "auto", f"data.cache_dir={tmp_path / 'cache'}") / ckpt.LATEST)
+    c = tensors(extended)
+    assert extended["step"] == 6 and c.keys() == tensors(straight).keys()
+    assert all(torch.equal(c[k], v) for k, v in tensors(straight).items())
     assert resumed["step"] == straight["step"] == 6 and resumed["images"] == straight["images"] == 6 * 8
     a, b = tensors(straight), tensors(resumed)
     assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from data.synthetic.dataset import SyntheticFaces
-from data.synthetic.factors import CONTENT_ATTRIBUTES, factor_vectors, remove, swap
+from data.synthetic.factors import CONTENT_ATTRIBUTES, LANDMARK_NAMES, factor_vectors, remove, swap
 from data.synthetic.painter import render
 
 # the two held-out streams of identity-swap pairs (identity sources, attribute sources)
@@ -99,12 +99,15 @@ def generator_reference(d, split: str, n: int) -> torch.Tensor:
     return stack(faces(d, split, n))
 
 
-def landmark_shift(d, group: str, n: int = 200, size: int | None = None) -> float:
+def landmark_shift(d, group: str, n: int = 200, size: int | None = None, per_landmark: bool = False):
     """How far a factor group moves the landmarks: the mean distance (px at ``size``) of the 12 landmarks between
     each of ``n`` held-out faces and the same face with ``group`` taken from the next face. A loss on landmarks
-    sees a group only as far as this shift exceeds its own error."""
+    sees a group only as far as this shift exceeds its own error. ``per_landmark``: a dict landmark name -> its
+    mean shift instead (the overall figure is their mean)."""
     ds = faces(d, "test", n + 1, size)
-    shifts = [np.linalg.norm(render(ds.factors(k), ds.size)["landmarks"]
-                             - render(swap(ds.factors(k), ds.factors(k + 1), group), ds.size)["landmarks"], axis=1).mean()
-              for k in range(n)]
-    return float(np.mean(shifts))
+    shifts = np.array([np.linalg.norm(render(ds.factors(k), ds.size)["landmarks"]
+                                      - render(swap(ds.factors(k), ds.factors(k + 1), group), ds.size)["landmarks"],
+                                      axis=1) for k in range(n)])
+    if per_landmark:
+        return {name: float(v) for name, v in zip(LANDMARK_NAMES, shifts.mean(0))}
+    return float(shifts.mean())
