@@ -20,7 +20,8 @@ Reference curves of a run that is already trained (a reference run keeps numbere
 scores every snapshot (``checkpoint-NNNNNNN.pt``, and ``checkpoint-latest.pt`` when it is newer) as the
 leaderboard of each task the method declares (``eval.py --leaderboard``: same pairs, judges, scoring size), checks
 the reference goals (``evaluation/goals.py``) and writes ``reference_curve.md`` / ``.json`` / ``.png`` (each goal's
-value against the run's wall clock, the bar as a line) into the run folder.
+value against the run's wall clock, the bar as a line) into the run folder. Numbered snapshots that its
+``reference_curve.json`` already scored with the same settings are not scored again (a continued run).
 """
 from __future__ import annotations
 
