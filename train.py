@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     from core.trainer import Trainer, remove_unfinished, setup
     from models import build_method
 
+    finished = False
     try:
         device, run_dir, created = setup(cfg, resume=args.resume, force=args.force)
         try:
@@ -84,10 +85,11 @@ def main(argv=None) -> int:
             raise
         if dist.rank() == 0:
             print(f"run folder: {run_dir}")
+        finished = True
     except user_errors() as e:  # the run failed (a stop by signal: 128 + its number)
         return report(e, getattr(e, "exit_code", 1))
     finally:
-        dist.cleanup()
+        dist.cleanup(wait_for_all=finished)
     return 0
 
 

@@ -75,6 +75,11 @@ def all_gather_object(obj) -> list:
     return out
 
 
-def cleanup() -> None:
+def cleanup(wait_for_all: bool = False) -> None:
+    """Leave the process group. ``wait_for_all`` (a run that finished normally): every rank first meets at a
+    barrier, so none tears its connections down while another still uses them (gloo aborted a rank that left
+    early: ``terminate called without an active exception``)."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_all and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
