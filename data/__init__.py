@@ -27,7 +27,8 @@ def synthetic_domains(d, split: str) -> dict:
                          f"choose one of {list(CONTENT_ATTRIBUTES)}")
     length = d.train_length if split == "train" else d.test_length
     common = dict(size=d.size, length=length, seed=d.seed, n_identities=d.n_identities,
-                  cache_dir=d.cache_dir, pose_range=d.pose_range)
+                  cache_dir=d.cache_dir, pose_range=d.pose_range,
+                  expression_scale=d.expression_scale)
     # each domain is its own image stream: split names keep them disjoint and deterministic
     return {
         "a": SyntheticFaces(split=f"{split}-a", attributes={d.attribute: True}, **common),

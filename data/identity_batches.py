@@ -126,7 +126,8 @@ def build_identity_groups(cfg, split: str):
     d = cfg.data
     length = d.train_length if split == "train" else d.test_length
     faces = SyntheticFaces(d.size, length, d.seed, split, d.n_identities, cache_dir=d.cache_dir,
-                           pose_range=d.pose_range)
+                           pose_range=d.pose_range,
+                           expression_scale=d.expression_scale)
     items = FactorFaces(faces)
     if split != "train":
         return items

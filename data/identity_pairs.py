@@ -60,7 +60,8 @@ def labelled_faces(d, split: str):
 
         n = d.train_length if split == "train" else d.test_length
         return SyntheticFaces(size=d.size, length=n, seed=d.seed, split=split, n_identities=d.n_identities,
-                              cache_dir=d.cache_dir, pose_range=d.pose_range)
+                              cache_dir=d.cache_dir, pose_range=d.pose_range,
+                              expression_scale=d.expression_scale)
     if d.name == "celeba":
         from data import _cache_dir
         from data.celeba import CelebA, find_root, locate

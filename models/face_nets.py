@@ -55,7 +55,8 @@ def face_datasets(d, split: str) -> dict:
                          f"ground truth); got data.name={d.name!r}")
     length = d.train_length if split == "train" else d.test_length
     faces = SyntheticFaces(size=d.size, length=length, seed=d.seed, split=split, n_identities=d.n_identities,
-                           cache_dir=d.cache_dir, pose_range=d.pose_range)
+                           cache_dir=d.cache_dir, pose_range=d.pose_range,
+                           expression_scale=d.expression_scale)
     return {"faces": FaceFactors(faces)}
 
 

@@ -60,7 +60,8 @@ def real_attribute_images(d):
         from data.synthetic import SyntheticFaces
 
         return SyntheticFaces(size=d.size, length=d.train_length, seed=d.seed, split="id-real-attributes",
-                              n_identities=d.n_identities, cache_dir=d.cache_dir, pose_range=d.pose_range)
+                              n_identities=d.n_identities, cache_dir=d.cache_dir, pose_range=d.pose_range,
+                              expression_scale=d.expression_scale)
     from pathlib import Path
 
     from data.folders import IMAGE_EXTENSIONS, DatasetLayoutError, ImageDomain

@@ -77,7 +77,8 @@ class StyleGAN2(Method):
                              "load a public checkpoint with models.nets.stylegan2.load_generator")
         length = d.train_length if split == "train" else d.test_length
         return {"real": SyntheticFaces(size=d.size, length=length, seed=d.seed, split=split,
-                                       n_identities=d.n_identities, cache_dir=d.cache_dir, pose_range=d.pose_range)}
+                                       n_identities=d.n_identities, cache_dir=d.cache_dir, pose_range=d.pose_range,
+                                       expression_scale=d.expression_scale)}
 
     # --- training --------------------------------------------------------------------------------
     def _fake(self, n: int):

@@ -226,6 +226,18 @@ def test_train_and_load(tmp_path):
     (enc(x).sum() + lm(x)["landmarks"].sum()).backward()  # frozen nets still pass gradients to their input
     assert x.grad is not None and x.grad.abs().sum() > 0
     torch.testing.assert_close(enc(x), nets["identity"](x))
+    # a judge knows its synthetic world; the identity-swap board refuses to score runs of another with it
+    from core.config import load_config
+    from evaluation.leaderboard import LeaderboardError, _check_judge_world
+
+    assert lm.world == {"pose_range": 1.0, "expression_scale": 1.0}
+    for scale, ok in ((1.0, True), (3.0, False)):
+        runs_cfg = load_config(ROOT / "configs/mad_synth.yaml", [f"data.expression_scale={scale}"])
+        if ok:
+            _check_judge_world("analysis", lm, "j.pt", runs_cfg)
+        else:
+            with pytest.raises(LeaderboardError, match="data.expression_scale=1.0, the runs with 3.0"):
+                _check_judge_world("analysis", lm, "j.pt", runs_cfg)
 
     with pytest.raises(FileNotFoundError, match="face_nets_synth"):
         load_face_nets(tmp_path / "missing.pt")

@@ -207,6 +207,51 @@ def test_pose_range_scales_pose_only():
     assert one.cache_key == SyntheticFaces(size=32, length=2, seed=3, pose_range=1).cache_key
 
 
+def test_expression_scale_moves_brows_and_mouth_only():
+    """expression_scale: the world's faces at 1; otherwise the same factor values (labels), and every landmark's
+    offset from the neutral expression grows exactly in proportion (the painter's layout is linear in it)."""
+    from data.synthetic.painter import _landmarks_local
+
+    for i in range(4):
+        f = sample_factors(3, i)
+        assert sample_factors(3, i, expression_scale=1.0) == f
+        big = sample_factors(3, i, expression_scale=2.5)
+        assert big["expression"] == {**f["expression"], "amplitude": 2.5}
+        assert {k: v for k, v in big.items() if k != "expression"} == {k: v for k, v in f.items() if k != "expression"}
+        assert factor_vectors(big)["expression"].tolist() == factor_vectors(f)["expression"].tolist()
+        neutral = {**f, "expression": {"smile": 0.0, "mouth_open": 0.0, "brow_raise": 0.0}}
+        base = _landmarks_local(neutral)
+        np.testing.assert_allclose(_landmarks_local(big) - base, 2.5 * (_landmarks_local(f) - base), atol=1e-12)
+        # the world's faces are drawn as before the knob existed: the expression group without "amplitude"
+        assert "amplitude" not in f["expression"]
+    with pytest.raises(ValueError, match="expression_scale"):
+        sample_factors(3, 0, expression_scale=5.0)
+    one, big = SyntheticFaces(size=32, length=2, seed=3), SyntheticFaces(size=32, length=2, seed=3, expression_scale=3)
+    assert one.cache_key != big.cache_key and big.factors(1)["expression"]["amplitude"] == 3.0
+    assert one.cache_key == SyntheticFaces(size=32, length=2, seed=3, expression_scale=1).cache_key
+    # a larger expression changes more pixels of the same face
+    f, g = big.factors(0), big.factors(1)
+    small = [{**h, "expression": {k: v for k, v in h["expression"].items() if k != "amplitude"}} for h in (f, g)]
+    moved = lambda a, b: np.abs(render(a, 32)["image"].astype(int) - render(swap(a, b, "expression"), 32)["image"]).sum()
+    assert moved(f, g) > 1.5 * moved(*small)
+
+
+def test_wrong_group_psnr_against_the_board_baseline():
+    """wrong_group_psnr: ``identity`` wrong is copying the attribute source (the board's own baseline, computed
+    independently from identity_swap_pairs); a wrong expression costs far less at the world's scale than at 3."""
+    from core.config import load_config
+    from data.synthetic.counterfactual import identity_swap_pairs, wrong_group_psnr
+
+    d = load_config("configs/stylegan2_synth.yaml", ["data.size=32"]).data
+    pairs = identity_swap_pairs(d, 6, 32)
+    assert len(pairs["gt"]) == 6  # no same-identity pair among the first six
+    mse = ((pairs["attr_ref"].double() - pairs["gt"].double()) ** 2).mean()
+    assert wrong_group_psnr(d, "identity", n=6, size=32) == pytest.approx(float(10 * torch.log10(4 / mse)), abs=1e-4)
+    world = wrong_group_psnr(d, "expression", n=6, size=32)
+    d3 = load_config("configs/stylegan2_synth.yaml", ["data.size=32", "data.expression_scale=3"]).data
+    assert world > wrong_group_psnr(d3, "expression", n=6, size=32) + 3 > wrong_group_psnr(d, "pose", n=6, size=32)
+
+
 def test_landmark_shift_per_factor_group():
     """landmark_shift: zero for a group that never moves landmarks (style), pixels scale with the size, and
     expression moves the landmarks less than identity (the finding of docs/reference.md, method 3)."""

@@ -39,13 +39,14 @@ class SyntheticFaces(_TorchDataset):
 
     def __init__(self, size: int = 64, length: int = 10000, seed: int = 0, split: str = "train",
                  n_identities: int = 1000, attributes: dict | None = None, cache_dir: str | None = None,
-                 progress: bool = False, pose_range: float = 1.0):
+                 progress: bool = False, pose_range: float = 1.0, expression_scale: float = 1.0):
         self.size = _check_size(size)
         if length < 0:
             raise ValueError("length must be >= 0")
         self.length, self.seed, self.split = int(length), int(seed), split
         self.n_identities = int(n_identities)
         self.pose_range = float(pose_range)
+        self.expression_scale = float(expression_scale)
         self.attributes = attributes
         self._probs = _attribute_probs(attributes)
         params = {"version": RENDER_VERSION, "size": self.size, "length": self.length,
@@ -53,6 +54,8 @@ class SyntheticFaces(_TorchDataset):
                   "attributes": self._probs}
         if self.pose_range != 1.0:  # the world's own range keeps the keys (and caches) it always had
             params["pose_range"] = self.pose_range
+        if self.expression_scale != 1.0:
+            params["expression_scale"] = self.expression_scale
         self.cache_key = _cache_key(params)
         self.cache_path = None
         data = None
@@ -131,7 +134,7 @@ class SyntheticFaces(_TorchDataset):
 
     def factors(self, i: int) -> dict:
         return sample_factors(self.seed, int(i), self.n_identities, self._probs, split=self.split,
-                              pose_range=self.pose_range)
+                              pose_range=self.pose_range, expression_scale=self.expression_scale)
 
     def __getitem__(self, i):
         flip = False

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
+MAX_EXPRESSION_SCALE = 3.0  # beyond it a frown's lips leave the mouth's drawing box
 GROUPS = ("identity", "pose", "expression", "style", "glasses", "facial_hair")
 CONTENT_ATTRIBUTES = ("glasses", "facial_hair")
 DEFAULT_ATTRIBUTE_PROBS = {"glasses": 0.5, "facial_hair": 0.3}
@@ -146,7 +147,7 @@ POSE_CENTRE = {"tx": 0.0, "ty": -0.13, "roll": 0.0, "scale": 1.425}  # the middl
 
 
 def sample_factors(seed: int, index: int, n_identities: int = 1000, attributes: dict | None = None,
-                   split: str = "train", pose_range: float = 1.0) -> dict:
+                   split: str = "train", pose_range: float = 1.0, expression_scale: float = 1.0) -> dict:
     """Factors of image ``index`` of the stream ``(seed, split)``; a pure function of its arguments.
 
     Identity parameters depend only on ``(seed, identity_id)``. ``attributes`` maps a content
@@ -154,9 +155,14 @@ def sample_factors(seed: int, index: int, n_identities: int = 1000, attributes: 
     attribute's parameters are sampled either way, so forcing never changes the other factors.
     ``pose_range`` scales each pose factor's spread about the middle of its range (1: the world's; 0: every face
     at one position, roll and scale, as aligned photos); the random draws are the same at any value.
+    ``expression_scale`` multiplies how far the expression moves the brows and the mouth in the picture (1: the
+    world's); the expression factors themselves (and so every label) stay the same. It is kept in the expression
+    group as ``amplitude`` when not 1.
     """
     if not 0.0 <= pose_range <= 1.0:
         raise ValueError(f"pose_range must be in [0, 1], got {pose_range}")
+    if not 0.0 <= expression_scale <= MAX_EXPRESSION_SCALE:
+        raise ValueError(f"expression_scale must be in [0, {MAX_EXPRESSION_SCALE}], got {expression_scale}")
     probs = _attribute_probs(attributes)
     if n_identities < 1:
         raise ValueError("n_identities must be >= 1")
@@ -178,6 +184,8 @@ def sample_factors(seed: int, index: int, n_identities: int = 1000, attributes: 
         "mouth_open": max(0.0, d.uniform(-0.4, 1.0)),
         "brow_raise": d.uniform(-0.6, 1.0),
     }
+    if expression_scale != 1.0:  # the world's own amplitude keeps the factors (and caches) it always had
+        expression["amplitude"] = float(expression_scale)
     style = {
         "bg_a": d.colour((d.uniform(0.2, 0.85),) * 3, 0.25),
         "bg_b": d.colour((d.uniform(0.2, 0.85),) * 3, 0.25),

@@ -121,13 +121,14 @@ def _layout(i: dict, e: dict) -> dict:
     """Derived feature positions (local units) shared by the renderer and the landmarks."""
     ey = i["eye_y"]
     ny = ey + 0.16 * i["nose_size"] ** 0.3 + 0.02
+    amp = e.get("amplitude", 1.0)  # the world's expression_scale
     return {
-        "brow_y": ey - i["eye_h"] - 0.055 - 0.045 * e["brow_raise"],  # brow baseline
+        "brow_y": ey - i["eye_h"] - 0.055 - amp * 0.045 * e["brow_raise"],  # brow baseline
         "nose_y": ny,                                                 # nostrils / nose tip
         "mouth_y": max(i["face_h"] * 0.46 + 0.05, ny + 0.13),         # mouth corners
-        "mouth_w": i["mouth_w"] * (1.0 + 0.12 * max(e["smile"], 0.0)),  # half width
-        "smile_depth": 0.055 * e["smile"],                            # centre drop vs corners
-        "half_open": 0.055 * e["mouth_open"] + 0.004,
+        "mouth_w": i["mouth_w"] * (1.0 + amp * 0.12 * max(e["smile"], 0.0)),  # half width
+        "smile_depth": amp * 0.055 * e["smile"],                      # centre drop vs corners
+        "half_open": amp * 0.055 * e["mouth_open"] + 0.004,
         "lip": i["lip_thickness"] + 0.006,
     }
 
@@ -281,7 +282,7 @@ def render(factors: dict, size: int = 64) -> dict:
             cv.paint(sl, cv.cov(d, fh["density"]), _rgb(fh["colour"]), attr="facial_hair")
 
     # Mouth: lips and opening along a parabola (smile lifts the corners).
-    sl = cv.box(-w - 0.03, w + 0.03, my - 0.1, my + depth + ho + lip + 0.05)
+    sl = cv.box(-w - 0.03, w + 0.03, my + min(depth, 0.0) - ho - lip - 0.05, my + max(depth, 0.0) + ho + lip + 0.05)
     if sl:
         xs, ys = X[sl], Y[sl]
         q = np.minimum(np.abs(xs) * f32(1.0 / w), f32(1.0))

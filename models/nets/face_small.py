@@ -151,6 +151,9 @@ def _sub_state(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+WORLD_KEYS = ("pose_range", "expression_scale")  # what a judge's synthetic world must share with the runs it scores
+
+
 def load_face_nets(path, device="cpu", use_ema: bool = True) -> dict[str, nn.Module]:
     """``{"identity": SmallIdentityNet, "analysis": FaceAnalysisNet}`` from a ``face_nets`` checkpoint,
     frozen (eval mode, no parameter gradients). EMA weights are used where the run kept them."""
@@ -172,6 +175,8 @@ def load_face_nets(path, device="cpu", use_ema: bool = True) -> dict[str, nn.Mod
             sd.update(_sub_state(state["ema"], name + "."))
         net.load_state_dict(sd)
         net.to(device).eval().requires_grad_(False)
+        # the synthetic world it learned (a judge must score runs of the same world: evaluation/leaderboard.py)
+        net.world = {k: cfg.data[k] for k in WORLD_KEYS} if cfg.data.name == "synthetic" else None
     return nets
 
 
