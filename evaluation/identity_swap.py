@@ -49,7 +49,7 @@ def judges(method, cfg, device) -> tuple:
     """(identity judge or None, analysis judge or None, note). Configured judges are independent networks;
     without them a method may offer its own (``method.own_judges()``, e.g. the losses' networks: biased)."""
     from evaluation.identity_judge import configured_judge
-    from models.nets.face_small import build_landmark_net
+    from models.nets.face_small import build_landmark_net, check_world
 
     e = cfg.eval
     own = method.own_judges() if hasattr(method, "own_judges") else {}
@@ -57,6 +57,9 @@ def judges(method, cfg, device) -> tuple:
     configured = ident is not None
     ident = ident if configured else own.get("identity")
     analysis = build_landmark_net(e.analysis_judge, device) if e.analysis_judge else own.get("analysis")
+    for role, net, path in (("identity judge", ident if configured else None, e.identity_judge),
+                            ("analysis judge", analysis if e.analysis_judge else None, e.analysis_judge)):
+        check_world(net, cfg.data, role, path)
     note = []
     if not configured:
         note.append("identity judged by the method's own loss network (biased)" if ident is not None

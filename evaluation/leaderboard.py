@@ -139,23 +139,11 @@ ID_COLUMNS = [
 ]
 
 
-def _check_judge_world(role: str, judge, path, ref) -> None:
-    """A judge trained on synthetic faces reads pose / expression in its own world: refuse runs of another."""
-    from models.nets.face_small import WORLD_KEYS
-
-    world = getattr(judge, "world", None)
-    for key in WORLD_KEYS if world else ():
-        if world[key] != ref.data[key]:
-            raise LeaderboardError(f"the {role} judge {path} was trained with data.{key}={world[key]!r}, the runs "
-                                   f"with {ref.data[key]!r}: train a judge in their world (configs/face_judge_synth.yaml "
-                                   f"data.{key}={ref.data[key]})")
-
-
 def identity_swap_board(runs: list, n: int, size: int | None = None, identity_judge=None, analysis_judge=None,
                         identity_judge_kind: str | None = None):
     _check("identity_swap", runs, ("seed", "pose_range", "expression_scale"))
     from evaluation.identity_judge import build_identity_judge
-    from models.nets.face_small import build_landmark_net
+    from models.nets.face_small import build_landmark_net, check_world
 
     size = size or min(method.image_size for _, method, _ in runs)
     ref = runs[0][2]
@@ -165,8 +153,11 @@ def identity_swap_board(runs: list, n: int, size: int | None = None, identity_ju
     an_path = analysis_judge or ref.eval.get("analysis_judge")
     ident = build_identity_judge(kind, id_path, dev) if id_path or kind == "dlib" else None
     analysis = build_landmark_net(an_path, dev) if an_path else None
-    for role, judge, path in (("identity", ident, id_path), ("analysis", analysis, an_path)):
-        _check_judge_world(role, judge, path, ref)
+    for role, judge, path in (("identity judge", ident, id_path), ("analysis judge", analysis, an_path)):
+        try:
+            check_world(judge, ref.data, role, path)
+        except ValueError as e:
+            raise LeaderboardError(str(e)) from None
     d = _world(ref, size, n)
     truth = {k: v.to(dev) for k, v in identity_swap_pairs(d, n, size, size).items()}
     rows, shown = [], {}

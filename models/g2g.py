@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from losses import gan_loss
 from models.base import Method
+from models.nets.face_small import check_world
 from models.nets.g2g_nets import (AdaINDecoder, ClassEncoder, ContentEncoder, PatchDiscriminator, VGG16Relu22,
                                   VGGFace2Input, load_resnet50_vggface2)
 
@@ -54,6 +55,7 @@ class G2G(Method):
             class_dim = m.latent_dim
         else:
             enc = build_frozen_class_encoder(m, device)
+            check_world(enc, cfg.data, "class encoder", m.class_weights)
             with torch.no_grad():
                 class_dim = enc(torch.zeros(1, 3, cfg.data.size, cfg.data.size, device=device)).shape[1]
             if m.train_class_encoder:  # the original's behaviour: in the G optimizer, BatchNorm in train mode

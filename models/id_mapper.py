@@ -33,7 +33,7 @@ LANDMARK_SCALE = 80.0
 
 def load_frozen(cfg, device) -> dict:
     """The pretrained, frozen networks named in ``model.*``: generator, identity encoder, landmark net."""
-    from models.nets.face_small import build_identity_encoder, build_landmark_net
+    from models.nets.face_small import build_identity_encoder, build_landmark_net, check_world
     from models.nets.stylegan2 import load_generator
 
     m = cfg.model
@@ -47,11 +47,14 @@ def load_frozen(cfg, device) -> dict:
         raise ValueError("model.landmarks_weights must name a face_nets checkpoint "
                          "(python train.py --config configs/face_nets_synth.yaml)")
     g, w_avg = load_generator(m.generator, device)
-    return {
+    nets = {
         "g": g, "w_avg": w_avg,
         "id": build_identity_encoder(m.identity, m.identity_weights, device),
         "landmarks": build_landmark_net(m.landmarks_weights, device),
     }
+    check_world(nets["id"], cfg.data, "identity loss net", m.identity_weights)
+    check_world(nets["landmarks"], cfg.data, "landmark loss net", m.landmarks_weights)
+    return nets
 
 
 def real_attribute_images(d):

@@ -16,7 +16,7 @@ from metrics.face_scores import verification
 from models.face_nets import ArcMarginHead
 from models.nets.arcface import FFHQ256_CROP, ArcFaceIdentity, IRSE50, crop_box, load_arcface
 from models.nets.face_small import (FaceAnalysisNet, SmallIdentityNet, build_identity_encoder,
-                                    build_landmark_net, load_face_nets, pixels_to_unit, unit_to_pixels)
+                                    build_landmark_net, check_world, load_face_nets, pixels_to_unit, unit_to_pixels)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["data.size=32", "data.train_length=64", "data.test_length=16", "data.batch_size=8", "model.id_width=0.25",
@@ -226,18 +226,18 @@ def test_train_and_load(tmp_path):
     (enc(x).sum() + lm(x)["landmarks"].sum()).backward()  # frozen nets still pass gradients to their input
     assert x.grad is not None and x.grad.abs().sum() > 0
     torch.testing.assert_close(enc(x), nets["identity"](x))
-    # a judge knows its synthetic world; the identity-swap board refuses to score runs of another with it
+    # a face net knows its synthetic world; judges and loss nets of another world are refused (check_world: the
+    # identity-swap evaluation and board, method 3's loss nets, method 4's class encoder)
     from core.config import load_config
-    from evaluation.leaderboard import LeaderboardError, _check_judge_world
 
     assert lm.world == {"pose_range": 1.0, "expression_scale": 1.0}
     for scale, ok in ((1.0, True), (3.0, False)):
         runs_cfg = load_config(ROOT / "configs/mad_synth.yaml", [f"data.expression_scale={scale}"])
         if ok:
-            _check_judge_world("analysis", lm, "j.pt", runs_cfg)
+            check_world(lm, runs_cfg.data, "analysis judge", "j.pt")
         else:
-            with pytest.raises(LeaderboardError, match="data.expression_scale=1.0, the runs with 3.0"):
-                _check_judge_world("analysis", lm, "j.pt", runs_cfg)
+            with pytest.raises(ValueError, match="data.expression_scale=1.0, this run's data has 3.0"):
+                check_world(lm, runs_cfg.data, "analysis judge", "j.pt")
 
     with pytest.raises(FileNotFoundError, match="face_nets_synth"):
         load_face_nets(tmp_path / "missing.pt")

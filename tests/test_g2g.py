@@ -265,3 +265,18 @@ def test_celeba_without_identity_file_is_a_clear_error(tmp_path, capsys):
                        f"run.dir={tmp_path}", "model.class_encoder=small", "model.perceptual=l1",
                        "data.cache=off", "train.steps=1"]) == 1
     assert "identity pairs need CelebA's identity labels" in capsys.readouterr().err
+
+
+def test_class_encoder_of_another_world_is_refused(tmp_path, capsys):
+    """A face_nets class encoder trained at data.expression_scale=1 cannot serve a run of a world drawn at 3."""
+    from core import checkpoint as ckpt
+
+    face = ["--config", str(ROOT / "configs/face_nets_synth.yaml"), f"run.dir={tmp_path}", "run.name=face",
+            f"data.cache_dir={tmp_path / 'cache'}", "data.size=32", "data.train_length=16", "data.test_length=8",
+            "data.batch_size=4", "model.id_width=0.25", "model.analysis_width=0.25", "model.id_dim=16",
+            "model.analysis_hidden=32", "train.steps=1"]
+    assert train.main(face) == 0
+    over = ["model.class_encoder=face_nets", f"model.class_weights={tmp_path / 'face' / ckpt.LATEST}", "train.steps=1"]
+    assert train.main(g2g_args(tmp_path, "same", *over)) == 0
+    assert train.main([*g2g_args(tmp_path, "other", *over), "data.expression_scale=3"]) != 0
+    assert "trained with data.expression_scale=1.0, this run's data has 3:" in capsys.readouterr().err

@@ -151,7 +151,20 @@ def _sub_state(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-WORLD_KEYS = ("pose_range", "expression_scale")  # what a judge's synthetic world must share with the runs it scores
+WORLD_KEYS = ("pose_range", "expression_scale")  # what a face net's synthetic world must share with the runs it serves
+
+
+def check_world(net, data, role: str, path) -> None:
+    """Refuse a face net (judge or loss network) trained in another synthetic world than ``data``'s: it reads pose
+    and expression as its own world draws them. Nets of real data, or runs on real data, are not checked."""
+    world = getattr(net, "world", None)
+    if not world or data.name not in ("synthetic", "w_codes"):
+        return
+    for key in WORLD_KEYS:
+        if world[key] != data[key]:
+            raise ValueError(f"the {role} {path} was trained with data.{key}={world[key]!r}, this run's data has "
+                             f"{data[key]!r}: train one in this world (python train.py --config "
+                             f"configs/face_nets_synth.yaml data.{key}={data[key]} run.name=...)")
 
 
 def load_face_nets(path, device="cpu", use_ema: bool = True) -> dict[str, nn.Module]:
