@@ -267,16 +267,60 @@ def test_celeba_without_identity_file_is_a_clear_error(tmp_path, capsys):
     assert "identity pairs need CelebA's identity labels" in capsys.readouterr().err
 
 
-def test_class_encoder_of_another_world_is_refused(tmp_path, capsys):
-    """A face_nets class encoder trained at data.expression_scale=1 cannot serve a run of a world drawn at 3."""
+@pytest.fixture(scope="module")
+def with_face_nets(tmp_path_factory):
+    """A tiny face_nets run and a one-step G2G run on its class encoder (the world's expression_scale 1)."""
     from core import checkpoint as ckpt
 
-    face = ["--config", str(ROOT / "configs/face_nets_synth.yaml"), f"run.dir={tmp_path}", "run.name=face",
-            f"data.cache_dir={tmp_path / 'cache'}", "data.size=32", "data.train_length=16", "data.test_length=8",
+    tmp = tmp_path_factory.mktemp("g2g_face")
+    face = ["--config", str(ROOT / "configs/face_nets_synth.yaml"), f"run.dir={tmp}", "run.name=face",
+            f"data.cache_dir={tmp / 'cache'}", "data.size=32", "data.train_length=16", "data.test_length=8",
             "data.batch_size=4", "model.id_width=0.25", "model.analysis_width=0.25", "model.id_dim=16",
             "model.analysis_hidden=32", "train.steps=1"]
     assert train.main(face) == 0
-    over = ["model.class_encoder=face_nets", f"model.class_weights={tmp_path / 'face' / ckpt.LATEST}", "train.steps=1"]
-    assert train.main(g2g_args(tmp_path, "same", *over)) == 0
-    assert train.main([*g2g_args(tmp_path, "other", *over), "data.expression_scale=3"]) != 0
+    over = ["model.class_encoder=face_nets", f"model.class_weights={tmp / 'face' / ckpt.LATEST}", "train.steps=1"]
+    assert train.main(g2g_args(tmp, "same", *over)) == 0
+    return tmp, over
+
+
+def test_class_encoder_of_another_world_is_refused(with_face_nets, capsys):
+    """A face_nets class encoder trained at data.expression_scale=1 cannot serve a run of a world drawn at 3."""
+    tmp, over = with_face_nets
+    assert train.main([*g2g_args(tmp, "other", *over), "data.expression_scale=3"]) != 0
     assert "trained with data.expression_scale=1.0, this run's data has 3:" in capsys.readouterr().err
+
+
+def test_expression_cue_script(with_face_nets, capsys):
+    """scripts/expression_cue.py: an unblurred truth reads as the board's truth row; blur lowers its PSNR; a run's
+    reconstruction row is its swap of each attribute source with itself, scored against that source."""
+    import importlib.util
+
+    from core import checkpoint as ckpt
+    from core.config import load_config
+    from data.synthetic.counterfactual import identity_swap_pairs
+    from evaluation import identity_swap as idswap
+    from evaluation.identity_judge import build_identity_judge
+    from models import load_method
+    from models.nets.face_small import build_landmark_net
+
+    spec = importlib.util.spec_from_file_location("expression_cue", ROOT / "scripts/expression_cue.py")
+    cue = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cue)
+    tmp, _ = with_face_nets
+    judge, run = tmp / "face" / ckpt.LATEST, tmp / "same" / ckpt.LATEST
+    capsys.readouterr()
+    assert cue.main(["data.n_identities=6", "--config", str(ROOT / "configs/g2g_synth.yaml"), "--pairs", "6",
+                     "--judge", str(judge), "--sigmas", "0", "1", "--checkpoints", str(run)]) == 0
+    rows = {ln.split(" | ")[0].lstrip("| "): [float(v) for v in ln.strip(" |").split(" | ")[1:]]
+            for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ") and "| PSNR |" not in ln}
+    d = load_config(ROOT / "configs/g2g_synth.yaml", ["data.n_identities=6"]).data
+    pairs = identity_swap_pairs(d, 6, 32)
+    ident, analysis = build_identity_judge("small", judge), build_landmark_net(judge)
+    truth = idswap.truth_score(pairs, ident, analysis)
+    assert rows["0"][1:] == pytest.approx([truth[k] for k in ("id_sim", "pose_err", "expr_err", "lnd_err_px")],
+                                          abs=6e-4)  # the table's rounding
+    assert rows["0"][0] == 99.99 and rows["1"][0] < 40
+    method, _, _ = load_method(run, device="cpu")
+    rec = idswap.outputs(method, {**pairs, "id": pairs["attr"]}, 8, 32)
+    assert rows[f"{run} reconstruction"][0] == pytest.approx(
+        idswap.psnr(rec, pairs["attr_ref"]).mean().item(), abs=6e-3)
