@@ -37,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--judge", default=None, help="a face_nets checkpoint: identity and analysis judge of tables 2, 3")
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 0.8, 1.0, 1.3], help="blurs of table 2")
     p.add_argument("--checkpoints", nargs="*", default=[], help="identity-swap runs of table 3")
+    p.add_argument("--run-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override of the runs' saved configs (e.g. model.class_weights=... where it moved)")
     p.add_argument("overrides", nargs="*", help="config overrides (data.expression_scale=3 ...), before the options")
     return p.parse_args(argv)
 
@@ -97,7 +99,7 @@ def main(argv=None) -> int:
         if args.checkpoints:
             print(HEAD.format("run: swap (PSNR vs true swap) / reconstruction (PSNR vs attribute source)"))
         for ck in args.checkpoints:
-            method, run_cfg, _ = load_method(ck, device="cpu")
+            method, run_cfg, _ = load_method(ck, overrides=args.run_set, device="cpu")
             for k in ("seed", "pose_range", "expression_scale"):
                 if run_cfg.data[k] != cfg.data[k]:
                     raise ValueError(f"{ck} was trained with data.{k}={run_cfg.data[k]!r}, the world here has "

@@ -230,13 +230,13 @@ def test_train_and_load(tmp_path):
     # identity-swap evaluation and board, method 3's loss nets, method 4's class encoder)
     from core.config import load_config
 
-    assert lm.world == {"pose_range": 1.0, "expression_scale": 1.0}
-    for scale, ok in ((1.0, True), (3.0, False)):
+    assert lm.world == {"pose_range": 1.0, "expression_scale": 3.0}  # configs/face_nets_synth.yaml's world
+    for scale, ok in ((3.0, True), (1.0, False)):
         runs_cfg = load_config(ROOT / "configs/mad_synth.yaml", [f"data.expression_scale={scale}"])
         if ok:
             check_world(lm, runs_cfg.data, "analysis judge", "j.pt")
         else:
-            with pytest.raises(ValueError, match="data.expression_scale=1.0, this run's data has 3.0"):
+            with pytest.raises(ValueError, match="data.expression_scale=3.0, this run's data has 1.0"):
                 check_world(lm, runs_cfg.data, "analysis judge", "j.pt")
 
     with pytest.raises(FileNotFoundError, match="face_nets_synth"):

@@ -269,7 +269,7 @@ def test_celeba_without_identity_file_is_a_clear_error(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def with_face_nets(tmp_path_factory):
-    """A tiny face_nets run and a one-step G2G run on its class encoder (the world's expression_scale 1)."""
+    """A tiny face_nets run and a one-step G2G run on its class encoder (both configs' world: expression_scale 3)."""
     from core import checkpoint as ckpt
 
     tmp = tmp_path_factory.mktemp("g2g_face")
@@ -284,10 +284,10 @@ def with_face_nets(tmp_path_factory):
 
 
 def test_class_encoder_of_another_world_is_refused(with_face_nets, capsys):
-    """A face_nets class encoder trained at data.expression_scale=1 cannot serve a run of a world drawn at 3."""
+    """A face_nets class encoder trained at data.expression_scale=3 cannot serve a run of a world drawn at 1."""
     tmp, over = with_face_nets
-    assert train.main([*g2g_args(tmp, "other", *over), "data.expression_scale=3"]) != 0
-    assert "trained with data.expression_scale=1.0, this run's data has 3:" in capsys.readouterr().err
+    assert train.main([*g2g_args(tmp, "other", *over), "data.expression_scale=1"]) != 0
+    assert "trained with data.expression_scale=3.0, this run's data has 1:" in capsys.readouterr().err
 
 
 def test_expression_cue_script(with_face_nets, capsys):

@@ -118,8 +118,9 @@ def test_ground_truth_pairs_match_the_renderer(pipeline):
     pairs = identity_swap_pairs(cfg.data, 5, 32)
     from data.synthetic import SyntheticFaces
 
-    ids = SyntheticFaces(32, 5, cfg.data.seed, "id-eval-identity", cfg.data.n_identities)
-    attrs = SyntheticFaces(32, 5, cfg.data.seed, "id-eval-attribute", cfg.data.n_identities)
+    world = dict(expression_scale=cfg.data.expression_scale)  # the config's world (3)
+    ids = SyntheticFaces(32, 5, cfg.data.seed, "id-eval-identity", cfg.data.n_identities, **world)
+    attrs = SyntheticFaces(32, 5, cfg.data.seed, "id-eval-attribute", cfg.data.n_identities, **world)
     gt = render(swap(attrs.factors(0), ids.factors(0), "identity"), 32)["image"]
     assert np.array_equal(((pairs["gt"][0].permute(1, 2, 0) + 1) * 127.5).round().numpy().astype(np.uint8), gt)
     assert torch.equal(pairs["landmarks"][0], attrs[0]["landmarks"])  # attributes come from the attribute source

@@ -242,7 +242,7 @@ def test_wrong_group_psnr_against_the_board_baseline():
     from core.config import load_config
     from data.synthetic.counterfactual import identity_swap_pairs, wrong_group_psnr
 
-    d = load_config("configs/stylegan2_synth.yaml", ["data.size=32"]).data
+    d = load_config("configs/stylegan2_synth.yaml", ["data.size=32", "data.expression_scale=1"]).data
     pairs = identity_swap_pairs(d, 6, 32)
     assert len(pairs["gt"]) == 6  # no same-identity pair among the first six
     mse = ((pairs["attr_ref"].double() - pairs["gt"].double()) ** 2).mean()
@@ -258,7 +258,7 @@ def test_landmark_shift_per_factor_group():
     from core.config import load_config
     from data.synthetic.counterfactual import landmark_shift
 
-    d = load_config("configs/stylegan2_synth.yaml").data
+    d = load_config("configs/stylegan2_synth.yaml", ["data.expression_scale=1"]).data  # the first world
     assert landmark_shift(d, "style", n=12, size=32) == 0.0
     expr32, expr64 = landmark_shift(d, "expression", n=12, size=32), landmark_shift(d, "expression", n=12, size=64)
     assert 0 < expr32 < landmark_shift(d, "identity", n=12, size=32)
@@ -268,6 +268,10 @@ def test_landmark_shift_per_factor_group():
     assert np.mean(list(each.values())) == pytest.approx(expr32)
     assert all(each[k] == 0.0 for k in ("eye_l", "eye_r", "nose_tip", "chin", "jaw_l", "jaw_r"))
     assert all(each[k] > 0 for k in ("brow_l", "brow_r", "mouth_l", "upper_lip", "lower_lip"))
+    # the identity-swap configs' world (expression_scale 3): every expression shift exactly three times larger
+    d3 = load_config("configs/stylegan2_synth.yaml").data
+    assert d3.expression_scale == 3
+    assert landmark_shift(d3, "expression", n=12, size=32) == pytest.approx(3 * expr32, rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- dataset
