@@ -2,7 +2,8 @@
 
 Three tables (markdown on stdout; docs/reference.md, "Expression"):
 1. pixel cost: the PSNR of the board's true swaps against the same swaps with one factor group wholly wrong
-   (``data.synthetic.counterfactual.wrong_group_psnr``), at each ``--scales`` value of data.expression_scale;
+   (``data.synthetic.counterfactual.wrong_group_psnr``), at each ``--scales`` value of data.expression_scale, and
+   the share of test faces whose expression pushes features past each other (``painter.expression_overlaps``);
 2. blur (with ``--judge``): the judges' readings of the true swaps blurred by a Gaussian of each ``--sigmas`` (px
    at the board's 32 px): how sharp an image must be for the analysis judge to read its expression;
 3. reconstruction (with ``--judge`` and ``--checkpoints``): each identity-swap run's swap against its
@@ -34,6 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--config", default="configs/reference/g2g_synth.yaml", help="its data section is the world")
     p.add_argument("--pairs", type=int, default=256, help="the first N pairs of the identity-swap board (256)")
     p.add_argument("--scales", type=float, nargs="*", default=[], help="expression_scale values of table 1")
+    p.add_argument("--faces", type=int, default=5000, help="test faces of table 1's overlap columns (5000)")
     p.add_argument("--judge", default=None, help="a face_nets checkpoint: identity and analysis judge of tables 2, 3")
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 0.8, 1.0, 1.3], help="blurs of table 2")
     p.add_argument("--checkpoints", nargs="*", default=[], help="identity-swap runs of table 3")
@@ -66,7 +68,8 @@ HEAD = ("| {} | PSNR | identity similarity | pose error | expression error | lan
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.config import load_config
-    from data.synthetic.counterfactual import identity_swap_pairs, wrong_group_psnr
+    from data.synthetic.counterfactual import faces, identity_swap_pairs, wrong_group_psnr
+    from data.synthetic.painter import expression_overlaps
     from evaluation.identity_judge import build_identity_judge
     from evaluation.identity_swap import outputs, score
     from models import load_method
@@ -74,12 +77,15 @@ def main(argv=None) -> int:
 
     cfg = load_config(args.config, args.overrides)
     if args.scales:
-        print("| data.expression_scale | expression wrong | pose wrong | identity wrong (copy attribute source) |\n"
-              "|---|---|---|---|")
+        print("| data.expression_scale | expression wrong | pose wrong | identity wrong (copy attribute source) | "
+              "lips past the chin | brows on the eyes |\n|---|---|---|---|---|---|")
         for s in args.scales:
             d = load_config(args.config, [*args.overrides, f"data.expression_scale={s}"]).data
-            v = [wrong_group_psnr(d, g, args.pairs, SIZE) for g in ("expression", "pose", "identity")]
-            print(f"| {s:g} | " + " | ".join(f"{x:.2f}" for x in v) + " |")
+            v = [f"{wrong_group_psnr(d, g, args.pairs, SIZE):.2f}" for g in ("expression", "pose", "identity")]
+            ds = faces(d, "test", args.faces, SIZE)
+            over = [expression_overlaps(ds.factors(i)) for i in range(len(ds))]
+            v += [f"{sum(o[k] for o in over) / len(over):.1%}" for k in ("lip_past_chin", "brow_on_eye")]
+            print(f"| {s:g} | " + " | ".join(v) + " |")
         print()
     if not args.judge:
         return 0

@@ -234,6 +234,12 @@ def test_expression_scale_moves_brows_and_mouth_only():
     small = [{**h, "expression": {k: v for k, v in h["expression"].items() if k != "amplitude"}} for h in (f, g)]
     moved = lambda a, b: np.abs(render(a, 32)["image"].astype(int) - render(swap(a, b, "expression"), 32)["image"]).sum()
     assert moved(f, g) > 1.5 * moved(*small)
+    # features pushed past each other: never in the world at 1, in some faces at the largest scale
+    from data.synthetic.painter import expression_overlaps
+
+    at = {s: [expression_overlaps(sample_factors(0, i, expression_scale=s)) for i in range(400)] for s in (1.0, 3.0)}
+    assert not any(o["lip_past_chin"] or o["brow_on_eye"] for o in at[1.0])
+    assert any(o["lip_past_chin"] for o in at[3.0]) and any(o["brow_on_eye"] for o in at[3.0])
 
 
 def test_wrong_group_psnr_against_the_board_baseline():

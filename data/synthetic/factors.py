@@ -12,7 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-MAX_EXPRESSION_SCALE = 3.0  # beyond it a frown's lips leave the mouth's drawing box
+MAX_EXPRESSION_SCALE = 3.0  # at 3 already ~3 % of faces open the mouth past the chin line and ~12 % lower the
+# brows onto the eyes (painter.expression_overlaps; none up to 2): a cartoon, and the most this painter allows
 GROUPS = ("identity", "pose", "expression", "style", "glasses", "facial_hair")
 CONTENT_ATTRIBUTES = ("glasses", "facial_hair")
 DEFAULT_ATTRIBUTE_PROBS = {"glasses": 0.5, "facial_hair": 0.3}

@@ -145,6 +145,15 @@ def _landmarks_local(f: dict) -> np.ndarray:
         dtype=np.float64)
 
 
+def expression_overlaps(factors: dict) -> dict:
+    """Where a large ``expression_scale`` pushes the features past each other (local units, before pose):
+    ``lip_past_chin`` (the lower lip's middle below the chin line) and ``brow_on_eye`` (the brow's baseline below
+    the eye's top). Both are False for every face of the world at 1."""
+    i, L = factors["identity"], _layout(factors["identity"], factors["expression"])
+    lm = _landmarks_local(factors)
+    return {"lip_past_chin": bool(lm[8, 1] > lm[9, 1]), "brow_on_eye": bool(L["brow_y"] > i["eye_y"] - i["eye_h"])}
+
+
 def render(factors: dict, size: int = 64) -> dict:
     """Render factors to ``{"image": uint8 (H,W,3), "masks": {attr: float32 (H,W)}, "landmarks": (12,2)}``."""
     size = _check_size(size)
