@@ -20,15 +20,14 @@ from data.folders import DatasetLayoutError, ImageDomain, list_domain
 
 
 def synthetic_domains(d, split: str) -> dict:
-    from data.synthetic import CONTENT_ATTRIBUTES, SyntheticFaces
+    from data.synthetic import CONTENT_ATTRIBUTES, SyntheticFaces, world_args
 
     if d.attribute not in CONTENT_ATTRIBUTES:
         raise ValueError(f"data.attribute {d.attribute!r} is not a synthetic content attribute; "
                          f"choose one of {list(CONTENT_ATTRIBUTES)}")
     length = d.train_length if split == "train" else d.test_length
     common = dict(size=d.size, length=length, seed=d.seed, n_identities=d.n_identities,
-                  cache_dir=d.cache_dir, pose_range=d.pose_range,
-                  expression_scale=d.expression_scale)
+                  cache_dir=d.cache_dir, **world_args(d))
     # each domain is its own image stream: split names keep them disjoint and deterministic
     return {
         "a": SyntheticFaces(split=f"{split}-a", attributes={d.attribute: True}, **common),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from data.synthetic import FACTOR_DIMS, SyntheticFaces, factor_vectors, mirror
+from data.synthetic import FACTOR_DIMS, SyntheticFaces, factor_vectors, mirror, world_args
 
 FACTOR_KEYS = ("pose", "identity", "expression", "style")
 
@@ -126,8 +126,7 @@ def build_identity_groups(cfg, split: str):
     d = cfg.data
     length = d.train_length if split == "train" else d.test_length
     faces = SyntheticFaces(d.size, length, d.seed, split, d.n_identities, cache_dir=d.cache_dir,
-                           pose_range=d.pose_range,
-                           expression_scale=d.expression_scale)
+                           **world_args(d))
     items = FactorFaces(faces)
     if split != "train":
         return items

@@ -56,12 +56,11 @@ def labelled_faces(d, split: str):
     ``identity_CelebA.txt`` (official partition: train -> train, test -> test; served from the uint8 cache
     when ``data.cache`` allows)."""
     if d.name == "synthetic":
-        from data.synthetic import SyntheticFaces
+        from data.synthetic import SyntheticFaces, world_args
 
         n = d.train_length if split == "train" else d.test_length
         return SyntheticFaces(size=d.size, length=n, seed=d.seed, split=split, n_identities=d.n_identities,
-                              cache_dir=d.cache_dir, pose_range=d.pose_range,
-                              expression_scale=d.expression_scale)
+                              cache_dir=d.cache_dir, **world_args(d))
     if d.name == "celeba":
         from data import _cache_dir
         from data.celeba import CelebA, find_root, locate

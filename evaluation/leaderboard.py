@@ -20,6 +20,7 @@ from pathlib import Path
 import torch.nn.functional as F
 
 from core.figures import image_grid, save_png
+from data.synthetic import WORLD_KEYS
 from data.synthetic.counterfactual import content_transfer_truth, identity_swap_pairs, stack
 from evaluation import content_transfer as ct
 from evaluation import goals
@@ -92,7 +93,7 @@ def _ct_values(pred: dict, truth: dict) -> dict:
 
 
 def content_transfer_board(runs: list, n: int, size: int | None = None):
-    _check("content_transfer", runs, ("seed", "attribute", "n_identities", "pose_range", "expression_scale"))
+    _check("content_transfer", runs, ("seed", "attribute", "n_identities", *WORLD_KEYS))
     from data import synthetic_domains
 
     size = size or min(cfg.data.size for _, _, cfg in runs)
@@ -141,7 +142,7 @@ ID_COLUMNS = [
 
 def identity_swap_board(runs: list, n: int, size: int | None = None, identity_judge=None, analysis_judge=None,
                         identity_judge_kind: str | None = None):
-    _check("identity_swap", runs, ("seed", "pose_range", "expression_scale"))
+    _check("identity_swap", runs, ("seed", *WORLD_KEYS))
     from evaluation.identity_judge import build_identity_judge
     from models.nets.face_small import build_landmark_net, check_world
 

@@ -47,7 +47,7 @@ class ArcMarginHead(nn.Module):
 
 def face_datasets(d, split: str) -> dict:
     """``{"faces": FaceFactors}`` of the synthetic stream ``split`` (default attribute probabilities)."""
-    from data.synthetic import SyntheticFaces
+    from data.synthetic import SyntheticFaces, world_args
     from data.synthetic.labels import FaceFactors
 
     if d.name != "synthetic":
@@ -55,8 +55,7 @@ def face_datasets(d, split: str) -> dict:
                          f"ground truth); got data.name={d.name!r}")
     length = d.train_length if split == "train" else d.test_length
     faces = SyntheticFaces(size=d.size, length=length, seed=d.seed, split=split, n_identities=d.n_identities,
-                           cache_dir=d.cache_dir, pose_range=d.pose_range,
-                           expression_scale=d.expression_scale)
+                           cache_dir=d.cache_dir, **world_args(d))
     return {"faces": FaceFactors(faces)}
 
 

@@ -60,11 +60,10 @@ def load_frozen(cfg, device) -> dict:
 def real_attribute_images(d):
     """``data.real_attr``: 'synthetic' (fresh renders of the embedded faces at data.size) or an image folder."""
     if d.real_attr == "synthetic":
-        from data.synthetic import SyntheticFaces
+        from data.synthetic import SyntheticFaces, world_args
 
         return SyntheticFaces(size=d.size, length=d.train_length, seed=d.seed, split="id-real-attributes",
-                              n_identities=d.n_identities, cache_dir=d.cache_dir, pose_range=d.pose_range,
-                              expression_scale=d.expression_scale)
+                              n_identities=d.n_identities, cache_dir=d.cache_dir, **world_args(d))
     from pathlib import Path
 
     from data.folders import IMAGE_EXTENSIONS, DatasetLayoutError, ImageDomain

@@ -69,7 +69,7 @@ class StyleGAN2(Method):
 
     @staticmethod
     def datasets(cfg, split):
-        from data.synthetic import SyntheticFaces
+        from data.synthetic import SyntheticFaces, world_args
 
         d = cfg.data
         if d.name != "synthetic":
@@ -77,8 +77,7 @@ class StyleGAN2(Method):
                              "load a public checkpoint with models.nets.stylegan2.load_generator")
         length = d.train_length if split == "train" else d.test_length
         return {"real": SyntheticFaces(size=d.size, length=length, seed=d.seed, split=split,
-                                       n_identities=d.n_identities, cache_dir=d.cache_dir, pose_range=d.pose_range,
-                                       expression_scale=d.expression_scale)}
+                                       n_identities=d.n_identities, cache_dir=d.cache_dir, **world_args(d))}
 
     # --- training --------------------------------------------------------------------------------
     def _fake(self, n: int):

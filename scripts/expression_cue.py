@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from core.config import load_config
     from data.synthetic.counterfactual import faces, identity_swap_pairs, wrong_group_psnr
+    from data.synthetic import WORLD_KEYS
     from data.synthetic.painter import expression_overlaps
     from evaluation.identity_judge import build_identity_judge
     from evaluation.identity_swap import outputs, score
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
             print(HEAD.format("run: swap (PSNR vs true swap) / reconstruction (PSNR vs attribute source)"))
         for ck in args.checkpoints:
             method, run_cfg, _ = load_method(ck, overrides=args.run_set, device="cpu")
-            for k in ("seed", "pose_range", "expression_scale"):
+            for k in ("seed", *WORLD_KEYS):
                 if run_cfg.data[k] != cfg.data[k]:
                     raise ValueError(f"{ck} was trained with data.{k}={run_cfg.data[k]!r}, the world here has "
                                      f"{cfg.data[k]!r} (add the override data.{k}=... before the options)")

@@ -23,7 +23,7 @@ Modules: ``factors`` (sampling, edits, factor vectors), ``painter`` (:func:`rend
 (:class:`SyntheticFaces`), ``labels`` (items with pose / expression vectors), ``counterfactual`` (the evaluation
 test pairs of every task with their true answers, so every protocol draws the same pairs).
 """
-from data.synthetic.dataset import SyntheticFaces
+from data.synthetic.dataset import WORLD_KEYS, SyntheticFaces, world_args
 from data.synthetic.factors import (
     CONTENT_ATTRIBUTES, DEFAULT_ATTRIBUTE_PROBS, FACIAL_HAIR_TYPES, FACTOR_DIMS, FLIP_PAIRS, FLIP_PERM, GLASSES_SHAPES,
     GROUPS, HAIR_STYLES, LANDMARK_NAMES, MAX_SIZE, MIN_SIZE, N_LANDMARKS, RENDER_VERSION, factor_vectors, mirror,
@@ -32,7 +32,7 @@ from data.synthetic.factors import (
 from data.synthetic.painter import render
 
 __all__ = [
-    "SyntheticFaces", "CONTENT_ATTRIBUTES", "DEFAULT_ATTRIBUTE_PROBS", "FACIAL_HAIR_TYPES", "FACTOR_DIMS", "FLIP_PAIRS",
+    "SyntheticFaces", "WORLD_KEYS", "world_args", "CONTENT_ATTRIBUTES", "DEFAULT_ATTRIBUTE_PROBS", "FACIAL_HAIR_TYPES", "FACTOR_DIMS", "FLIP_PAIRS",
     "FLIP_PERM", "GLASSES_SHAPES", "GROUPS", "HAIR_STYLES", "LANDMARK_NAMES", "MAX_SIZE", "MIN_SIZE", "N_LANDMARKS",
     "RENDER_VERSION", "factor_vectors", "mirror", "remove", "sample_factors", "swap", "render",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from data.synthetic.dataset import SyntheticFaces
+from data.synthetic.dataset import SyntheticFaces, world_args
 from data.synthetic.factors import CONTENT_ATTRIBUTES, LANDMARK_NAMES, factor_vectors, remove, swap
 from data.synthetic.painter import render
 
@@ -31,8 +31,7 @@ def _image(r: dict) -> torch.Tensor:
 def faces(d, split: str, n: int, size: int | None = None) -> SyntheticFaces:
     """``n`` synthetic faces of ``split`` in the world of data config ``d`` (seed, identities, cache)."""
     return SyntheticFaces(size=size or d.size, length=n, seed=d.seed, split=split, n_identities=d.n_identities,
-                          cache_dir=d.cache_dir, pose_range=d.pose_range,
-                          expression_scale=d.expression_scale)
+                          cache_dir=d.cache_dir, **world_args(d))
 
 
 def stack(ds, n: int | None = None, key: str = "image", start: int = 0) -> torch.Tensor:

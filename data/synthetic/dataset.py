@@ -27,6 +27,14 @@ except ImportError:  # pragma: no cover - the renderer itself does not need torc
     _TorchDataset = object
 
 
+WORLD_KEYS = ("pose_range", "expression_scale")  # the data keys that change the synthetic world's renders
+
+
+def world_args(d) -> dict:
+    """The :class:`SyntheticFaces` arguments of data config ``d``'s world beyond seed and identities."""
+    return {k: d[k] for k in WORLD_KEYS}
+
+
 class SyntheticFaces(_TorchDataset):
     """Pre-rendered in-memory synthetic faces (optionally cached as an .npz under ``cache_dir``).
 

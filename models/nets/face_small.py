@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.synthetic import N_LANDMARKS
+from data.synthetic import N_LANDMARKS, WORLD_KEYS, world_args
 
 FACE_NETS_FILE = "a face_nets training checkpoint (python train.py --config configs/face_nets_synth.yaml)"
 
@@ -151,7 +151,6 @@ def _sub_state(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-WORLD_KEYS = ("pose_range", "expression_scale")  # what a face net's synthetic world must share with the runs it serves
 
 
 def check_world(net, data, role: str, path) -> None:
@@ -188,8 +187,8 @@ def load_face_nets(path, device="cpu", use_ema: bool = True) -> dict[str, nn.Mod
             sd.update(_sub_state(state["ema"], name + "."))
         net.load_state_dict(sd)
         net.to(device).eval().requires_grad_(False)
-        # the synthetic world it learned (a judge must score runs of the same world: evaluation/leaderboard.py)
-        net.world = {k: cfg.data[k] for k in WORLD_KEYS} if cfg.data.name == "synthetic" else None
+        # the synthetic world it learned (judges and loss nets serve runs of the same world: check_world)
+        net.world = world_args(cfg.data) if cfg.data.name == "synthetic" else None
     return nets
 
 
