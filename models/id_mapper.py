@@ -128,17 +128,22 @@ class IdMapper(Method):
     # --- inference -------------------------------------------------------------------------------
     @classmethod
     def stub_weights(cls, cfg, stub) -> None:
+        from functools import partial
+
+        from data.synthetic import world_args
         from models.nets.arcface import IRSE50
         from models.stub_weights import face_nets_file, inception_v3_file, state_file, stylegan2_file
 
         m, size = cfg.model, cfg.data.size
         stub.need("model.generator", f"stylegan2_{size}_w{stub.width:g}",
                   lambda p: stylegan2_file(p, size, stub.width))
+        # face nets of the run's own synthetic world (check_world refuses others)
+        face = partial(face_nets_file, overrides=[f"data.{k}={v}" for k, v in world_args(cfg.data).items()])
         if m.identity == "ir_se50":
             stub.need("model.identity_weights", "ir_se50", lambda p: state_file(IRSE50(), p))
         else:
-            stub.need("model.identity_weights", "face_nets", face_nets_file)
-        stub.need("model.landmarks_weights", "face_nets", face_nets_file)
+            stub.need("model.identity_weights", "face_nets", face)
+        stub.need("model.landmarks_weights", "face_nets", face)
         if m.attr_encoder == "inception_v3":
             stub.need("model.attr_weights", "inception_v3", inception_v3_file)
 
