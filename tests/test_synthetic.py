@@ -260,7 +260,8 @@ def test_wrong_group_psnr_against_the_board_baseline():
 
 def test_landmark_shift_per_factor_group():
     """landmark_shift: zero for a group that never moves landmarks (style), pixels scale with the size, and
-    expression moves the landmarks less than identity (the finding of docs/reference.md, method 3)."""
+    expression moves the landmarks less than identity in the first world (expression_scale 1: the finding of
+    docs/reference.md, method 3), and exactly three times as far at the identity-swap configs' 3."""
     from core.config import load_config
     from data.synthetic.counterfactual import landmark_shift
 

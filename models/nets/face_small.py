@@ -151,8 +151,6 @@ def _sub_state(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-
-
 def check_world(net, data, role: str, path) -> None:
     """Refuse a face net (judge or loss network) trained in another synthetic world than ``data``'s: it reads pose
     and expression as its own world draws them. Nets of real data, or runs on real data, are not checked."""
