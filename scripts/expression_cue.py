@@ -9,11 +9,13 @@ Three tables (markdown on stdout; docs/reference.md, "Expression"):
 3. reconstruction (with ``--judge`` and ``--checkpoints``): each identity-swap run's swap against its
    reconstruction of the attribute source (the swap of a face with itself), scored by the same judges against the
    attribute source's own factors. An expression error as large on reconstructions as on swaps is no failure to
-   separate expression from identity: the decoder does not draw it.
+   separate expression from identity: the decoder does not draw it. With ``--blur-swaps`` each run's swaps are
+   also scored blurred at each ``--sigmas`` > 0: a judge fooled by pixel noise (not faces) loses the identity under
+   a blur that costs the true swap little (table 2's rows).
 
     python scripts/expression_cue.py --scales 1 2 3
     python scripts/expression_cue.py --judge runs/face_judge_synth/checkpoint-latest.pt \\
-        --checkpoints runs/reference/{g2g_synth,mad_synth_joint,id_synth}/checkpoint-latest.pt
+        --checkpoints runs/reference/{g2g_synth,mad_synth_joint,id_synth}/checkpoint-latest.pt [--blur-swaps]
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--judge", default=None, help="a face_nets checkpoint: identity and analysis judge of tables 2, 3")
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 0.8, 1.0, 1.3], help="blurs of table 2")
     p.add_argument("--checkpoints", nargs="*", default=[], help="identity-swap runs of table 3")
+    p.add_argument("--blur-swaps", action="store_true", help="table 3: each run's swaps also blurred at each sigma > 0")
     p.add_argument("--run-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override of the runs' saved configs (e.g. model.class_weights=... where it moved)")
     p.add_argument("overrides", nargs="*", help="config overrides (data.expression_scale=3 ...), before the options")
@@ -112,11 +115,15 @@ def main(argv=None) -> int:
                     raise ValueError(f"{ck} was trained with data.{k}={run_cfg.data[k]!r}, the world here has "
                                      f"{cfg.data[k]!r} (add the override data.{k}=... before the options)")
             p = identity_swap_pairs(cfg.data, args.pairs, method.image_size, SIZE)
-            swap = score(outputs(method, p, run_cfg.eval.batch_size, SIZE), p, ident, analysis)
+            out = outputs(method, p, run_cfg.eval.batch_size, SIZE)
+            swap = score(out, p, ident, analysis)
             rec = score(outputs(method, {**p, "id": p["attr"]}, run_cfg.eval.batch_size, SIZE),
                         {**p, "gt": p["attr_ref"], "id_ref": p["attr_ref"]}, ident, analysis)
             print(_row(f"{ck} swap", swap))
             print(_row(f"{ck} reconstruction", rec))
+            for s in args.sigmas if args.blur_swaps else ():
+                if s > 0:
+                    print(_row(f"{ck} swap blurred {s:g}", score(blur(out, s), p, ident, analysis)))
     return 0
 
 

@@ -292,7 +292,8 @@ def test_class_encoder_of_another_world_is_refused(with_face_nets, capsys):
 
 def test_expression_cue_script(with_face_nets, capsys):
     """scripts/expression_cue.py: an unblurred truth reads as the board's truth row; blur lowers its PSNR; a run's
-    reconstruction row is its swap of each attribute source with itself, scored against that source."""
+    reconstruction row is its swap of each attribute source with itself, scored against that source; a blurred swap
+    row is its swap blurred."""
     import importlib.util
 
     from core import checkpoint as ckpt
@@ -310,7 +311,7 @@ def test_expression_cue_script(with_face_nets, capsys):
     judge, run = tmp / "face" / ckpt.LATEST, tmp / "same" / ckpt.LATEST
     capsys.readouterr()
     assert cue.main(["data.n_identities=6", "--config", str(ROOT / "configs/g2g_synth.yaml"), "--pairs", "6",
-                     "--judge", str(judge), "--sigmas", "0", "1", "--checkpoints", str(run)]) == 0
+                     "--judge", str(judge), "--sigmas", "0", "1", "--checkpoints", str(run), "--blur-swaps"]) == 0
     rows = {ln.split(" | ")[0].lstrip("| "): [float(v) for v in ln.strip(" |").split(" | ")[1:]]
             for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ") and "| PSNR |" not in ln}
     d = load_config(ROOT / "configs/g2g_synth.yaml", ["data.n_identities=6"]).data
@@ -324,3 +325,7 @@ def test_expression_cue_script(with_face_nets, capsys):
     rec = idswap.outputs(method, {**pairs, "id": pairs["attr"]}, 8, 32)
     assert rows[f"{run} reconstruction"][0] == pytest.approx(
         idswap.psnr(rec, pairs["attr_ref"]).mean().item(), abs=6e-3)
+    swap = idswap.outputs(method, pairs, 8, 32)
+    assert rows[f"{run} swap blurred 1"][0] == pytest.approx(
+        idswap.psnr(cue.blur(swap, 1.0), pairs["gt"]).mean().item(), abs=6e-3)
+    assert rows[f"{run} swap blurred 1"][0] != pytest.approx(rows[f"{run} swap"][0], abs=1e-3)
