@@ -85,6 +85,13 @@ def test_script_on_a_tiny_run(tmp_path, capsys):
     assert again[-1]["values"] == curve[-1]["values"] and again[0]["goals"] == curve[0]["goals"]
     assert mod.main(["--run", str(run), "--pairs", "6"]) == 0
     assert all("marker" not in e["values"] for e in json.loads((run / "reference_curve.json").read_text()))
+    # a run stopped between log rows (SIGTERM): checkpoint-latest.pt has no clock and is left out, with a note
+    rows = (run / "stats.jsonl").read_text().splitlines()
+    (run / "stats.jsonl").write_text("\n".join(r for r in rows if json.loads(r)["step"] != 3) + "\n")
+    capsys.readouterr()
+    assert mod.main(["--run", str(run), "--pairs", "6"]) == 0
+    assert [e["step"] for e in json.loads((run / "reference_curve.json").read_text())] == [2]
+    assert "skipped" in capsys.readouterr().err
 
 
 def test_script_errors(tmp_path, capsys):
