@@ -13,7 +13,7 @@ from data.synthetic import FLIP_PERM, SyntheticFaces, factor_vectors, mirror, re
 from data.synthetic.labels import FaceFactors
 from evaluation.face_nets import evaluate_face_nets
 from metrics.face_scores import verification
-from models.face_nets import ArcMarginHead
+from models.face_nets import ArcMarginHead, CrossCovarianceEMA
 from models.nets.arcface import FFHQ256_CROP, ArcFaceIdentity, IRSE50, crop_box, load_arcface
 from models.nets.face_small import (FaceAnalysisNet, SmallIdentityNet, build_identity_encoder,
                                     build_landmark_net, check_world, load_face_nets, pixels_to_unit, unit_to_pixels)
@@ -255,6 +255,57 @@ def test_train_and_load(tmp_path):
     assert res["images"] == 10 and 0 <= res["verif_balanced_acc"] <= 1 and "r2_brow_raise" in res
 
 
+def test_cross_covariance_penalty_reads_linear_r2():
+    """For isotropic unit embeddings the running estimate is the R^2 of a least-squares probe of the targets
+    (independent reference: numpy's lstsq on the same data); for independent targets it stays near 0, where the
+    plain per-batch squared cross-covariance sits at its noise floor D / B; the penalty's gradient is that of
+    D * ||C||^2 / (2K) once the average has settled."""
+    g = torch.Generator().manual_seed(0)
+    n, d, b = 64000, 8, 64
+    emb = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1)
+    w = torch.tensor([[1.0, 0.0], [0.5, -1.0]])
+    raw = emb[:, :2] @ w + 0.3 * torch.randn(n, 2, generator=g)
+    t = (raw - raw.mean(0)) / raw.std(0)
+    a = np.c_[emb.double().numpy(), np.ones(n)]
+    resid = t.double().numpy() - a @ np.linalg.lstsq(a, t.double().numpy(), rcond=None)[0]
+    r2 = 1 - (resid ** 2).sum(0) / ((t.double().numpy() - t.double().numpy().mean(0)) ** 2).sum(0)
+
+    pen, noise_pen = CrossCovarianceEMA(d, 2), CrossCovarianceEMA(d, 2)
+    noise = torch.randn(n, 2, generator=g)
+    plain = []
+    for i in range(0, n, b):
+        pen(emb[i:i + b], t[i:i + b])
+        noise_pen(emb[i:i + b], noise[i:i + b])
+        plain.append(d * CrossCovarianceEMA.batch_cov(emb[i:i + b], noise[i:i + b]).pow(2).sum().item() / 2)
+    assert pen.estimate() == pytest.approx(r2.mean(), abs=0.05)
+    assert noise_pen.estimate() < 0.1 * np.mean(plain) and np.mean(plain) == pytest.approx(d / b, rel=0.2)
+
+    e = emb[:b].clone().requires_grad_()
+    pen.eval()  # eval mode: the average is not updated
+    pen(e, t[:b]).backward()
+    e2 = emb[:b].clone().requires_grad_()
+    c = CrossCovarianceEMA.batch_cov(e2, t[:b])
+    (d * (c * pen.running()).sum() / 2).backward()
+    torch.testing.assert_close(e.grad, e2.grad)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        pen(emb[:1], t[:1])
+
+
+def test_expression_decorrelation_trains_and_is_reported(tmp_path):
+    """model.expression_decorrelation > 0 adds its logged penalty to the identity step (its running average saved);
+    the evaluation reports how far the identity embedding moves with each factor group (emb_shift_*)."""
+    import json
+
+    run = run_train(tmp_path, "decor", "train.steps=2", "model.expression_decorrelation=1.0")
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert any(math.isfinite(r.get("loss/expression_decorrelation", math.nan)) for r in rows)
+    state = ckpt.load(run / ckpt.LATEST)
+    assert state["nets"]["decor.steps"].item() == 2 and state["nets"]["decor.c"].abs().sum() > 0
+    res = evaluate_face_nets(load_face_nets(run / ckpt.LATEST),
+                             SyntheticFaces(size=32, length=12, split="e", n_identities=3, cache_dir=None))
+    assert all(0 <= res[f"emb_shift_{g}"] <= 2 for g in ("identity", "pose", "expression"))
+
+
 def test_non_synthetic_data_is_refused(tmp_path, capsys):
     argv = ["--config", str(ROOT / "configs/face_nets_synth.yaml"), f"run.dir={tmp_path}", "run.name=f",
             "data.name=folders", f"data.root={tmp_path}", *TINY, "train.steps=1"]
@@ -282,13 +333,15 @@ def test_short_training_beats_baselines_on_held_out_renders(tmp_path):
     assert res["rank1"] > 5 * (1 / 100), res
     assert res["landmark_err_px"] < 0.7 * baseline, (res, baseline)
     assert res["r2_pose"] > 0.3 and res["r2_expression"] > 0.1, res
+    # the identity embedding moves more with identity than with pose or expression (counterfactual re-renders)
+    assert res["emb_shift_identity"] > 2 * max(res["emb_shift_pose"], res["emb_shift_expression"]), res
     assert math.isfinite(res["landmark_nme_iod"])
 
 
 def test_margin_head_runs_in_fp32_under_autocast():
     """The margin (acos-free cos(theta + m)) is computed in fp32 even in a bf16 autocast region: on CUDA the
     mixed-dtype scatter of a bf16 cosine matrix and fp32 margins failed."""
-    from models.face_nets import ArcMarginHead
+    from models.face_nets import ArcMarginHead, CrossCovarianceEMA
 
     head = ArcMarginHead(8, 5)
     emb, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])

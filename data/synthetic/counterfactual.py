@@ -24,7 +24,7 @@ from data.synthetic.painter import render
 SWAP_SPLITS = ("id-eval-identity", "id-eval-attribute")
 
 
-def _image(r: dict) -> torch.Tensor:
+def to_image(r: dict) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(r["image"].transpose(2, 0, 1))).float().div_(127.5).sub_(1.0)
 
 
@@ -52,7 +52,7 @@ def content_transfer_truth(ds_a, ds_b, n: int, attribute: str, size: int | None 
                                ("removal", remove(fa, attribute), fa),
                                ("swap", swap(fa, fa2, attribute), fa)):
             r, r_other = render(f, size), render(other, size)
-            out[name].append(_image(r))
+            out[name].append(to_image(r))
             m = np.maximum(r["masks"][attribute], r_other["masks"][attribute])
             out[f"mask_{name}"].append(torch.from_numpy(m)[None])
     return {key: torch.stack(v) for key, v in out.items()}
@@ -71,7 +71,7 @@ def identity_swap_pairs(d, n: int, size: int, truth_size: int | None = None, spl
         f_id, f_attr = ids.factors(i), attrs.factors(i)
         out["id"].append(ids[i]["image"])
         out["attr"].append(attrs[i]["image"])
-        out["gt"].append(_image(render(swap(f_attr, f_id, "identity"), truth_size)))
+        out["gt"].append(to_image(render(swap(f_attr, f_id, "identity"), truth_size)))
         vec = factor_vectors(f_attr)
         out["pose"].append(torch.from_numpy(vec["pose"]))
         out["expression"].append(torch.from_numpy(vec["expression"]))
@@ -82,8 +82,8 @@ def identity_swap_pairs(d, n: int, size: int, truth_size: int | None = None, spl
         else:
             r_attr = render(f_attr, truth_size)
             out["landmarks"].append(torch.from_numpy(r_attr["landmarks"]))
-            out["id_ref"].append(_image(render(f_id, truth_size)))
-            out["attr_ref"].append(_image(r_attr))
+            out["id_ref"].append(to_image(render(f_id, truth_size)))
+            out["attr_ref"].append(to_image(r_attr))
     return {k: torch.stack(v) for k, v in out.items()}
 
 
